@@ -1,0 +1,170 @@
+"""Amortized initialization: a network E trained on engine renders to guess attributes from an image.
+
+Gradient descent on the content loss from one start falls into local minima
+(a digit near 0° never turns to 135°; 180° flips look alike). E gives every
+target a *global* start: for each periodic attribute a distribution over
+``bins`` angle bins, for each categorical attribute class probabilities, for
+each bounded continuous attribute a regressed value. :func:`encoder_starts`
+turns these into a few candidate starts per target (top modes), which fitting
+then refines through G and keeps by lowest content loss.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from scenefit.attributes import AttributeSpace
+from scenefit.engines.base import Engine
+from scenefit.io import check_engine_match, load_checkpoint_meta, load_weights, save_checkpoint
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Size and training budget of E (trained on fresh uniform engine samples)."""
+
+    width: int = 32
+    bins: int = 36
+    lr: float = 0.002
+    batch_size: int = 128
+    steps: int = 1500
+
+    def __post_init__(self) -> None:
+        for name in ("width", "bins", "batch_size", "steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"encoder.{name} must be > 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"encoder.lr must be a finite number > 0, got {self.lr}")
+
+
+class AttributeEncoder(nn.Module):
+    """CNN: images (B, C, H, W) -> per-attribute head outputs (see module doc)."""
+
+    def __init__(self, space: AttributeSpace, channels: int, height: int, width: int, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.space, self.cfg = space, cfg
+        w = cfg.width
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, w, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(4 * w, 4 * w, 3, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((4, 4)),
+        )
+        self.sizes = [a.num_categories if a.categorical else (cfg.bins if a.periodic else 1) for a in space]
+        self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, 256), nn.ReLU(inplace=True))
+        self.head = nn.Linear(256, sum(self.sizes))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pose-and-content features (B, 256): the layer before the attribute heads."""
+        return self.hidden(self.body(images))
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Per attribute: logits (B, n) for categorical/periodic, a unit value (B,) in [0, 1] otherwise."""
+        out = self.head(self.features(images)).split(self.sizes, dim=1)
+        return [o if n > 1 else torch.sigmoid(o[:, 0]) for o, n in zip(out, self.sizes)]
+
+    def loss(self, images: torch.Tensor, attrs: torch.Tensor) -> torch.Tensor:
+        """Training loss against true attributes (B, D): cross-entropy on classes and angle bins, L1 on the rest."""
+        total = images.new_zeros(())
+        for i, (a, o) in enumerate(zip(self.space, self(images))):
+            v = attrs[:, i]
+            if a.categorical:
+                total = total + F.cross_entropy(o, v.round().long())
+            elif a.periodic:
+                b = ((v - a.low) / a.span * self.cfg.bins).floor().long() % self.cfg.bins
+                total = total + F.cross_entropy(o, b)
+            else:
+                total = total + (o - (v - a.low) / a.span).abs().mean()
+        return total
+
+
+@torch.no_grad()
+def encoder_starts(enc: AttributeEncoder, images: torch.Tensor, top: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate starts from E's top modes.
+
+    Args:
+        images: (N, C, H, W) targets.
+        top: how many modes to take per categorical/periodic attribute name
+            (missing names: 1). Candidates are the Cartesian product.
+    Returns:
+        starts (N, M, D) natural units and their E log-probability (N, M).
+    """
+    enc.eval()
+    outs = enc(images)
+    space, bins = enc.space, enc.cfg.bins
+    n = images.shape[0]
+    choices: list[list[tuple[torch.Tensor, torch.Tensor]]] = []  # per attribute: list of (value (N,), logp (N,))
+    for a, o in zip(space, outs):
+        if o.ndim == 1:
+            choices.append([(a.low + o * a.span, torch.zeros(n))])
+            continue
+        logp = F.log_softmax(o, dim=1)
+        k = min(top.get(a.name, 1), o.shape[1])
+        idx = logp.topk(k, dim=1).indices  # (N, k)
+        opts = []
+        for j in range(k):
+            b = idx[:, j]
+            if a.categorical:
+                opts.append((b.float(), logp.gather(1, b[:, None])[:, 0]))
+            else:
+                # circular mean of the top bin and its two neighbours, for sub-bin precision
+                nb = torch.stack([(b - 1) % bins, b, (b + 1) % bins], dim=1)  # (N, 3)
+                w = logp.gather(1, nb).exp()
+                ang = (nb.float() + 0.5) / bins * 2 * math.pi
+                phase = torch.atan2((w * ang.sin()).sum(1), (w * ang.cos()).sum(1)) % (2 * math.pi)
+                opts.append((a.low + phase / (2 * math.pi) * a.span, logp.gather(1, b[:, None])[:, 0]))
+        choices.append(opts)
+    combos = list(itertools.product(*choices))
+    starts = torch.stack([torch.stack([v for v, _ in c], dim=1) for c in combos], dim=1)  # (N, M, D)
+    logp = torch.stack([sum(lp for _, lp in c) for c in combos], dim=1)  # (N, M)
+    starts = space.clamp(starts.reshape(-1, space.dim)).reshape(n, len(combos), space.dim)
+    return starts, logp
+
+
+def train_encoder(
+    engine: Engine, cfg: EncoderConfig, seed: int, device: str = "cpu", progress: bool = True
+) -> tuple[AttributeEncoder, dict]:
+    """Train E on fresh uniform engine samples; returns (model in eval mode, report)."""
+    torch.manual_seed(seed)
+    enc = AttributeEncoder(engine.space, engine.channels, engine.height, engine.width, cfg).to(device)
+    opt = torch.optim.Adam(enc.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    g = torch.Generator().manual_seed(seed + 1)
+    t0 = time.time()
+    losses = []
+    for _ in tqdm(range(cfg.steps), desc="encoder", disable=not progress, leave=False):
+        attrs = engine.space.sample_uniform(cfg.batch_size, g)
+        with torch.no_grad():
+            images = engine.images(attrs, g)
+        loss = enc.loss(images.to(device), attrs.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    enc.eval()
+    tail = losses[-50:]
+    return enc, {"steps": cfg.steps, "seconds": time.time() - t0, "final_loss": sum(tail) / len(tail)}
+
+
+def save_encoder(path, enc: AttributeEncoder, engine: Engine, report: dict | None = None) -> None:
+    """Checkpoint E as safetensors + JSON."""
+    save_checkpoint(path, enc, {"kind": "encoder", "config": asdict(enc.cfg), **engine.describe(), "report": report or {}})
+
+
+def load_encoder(path, engine: Engine, device: str = "cpu") -> AttributeEncoder:
+    """Load E for ``engine``; raises ``ValueError`` if made for another engine or canvas."""
+    meta = load_checkpoint_meta(path)
+    if meta.get("kind") != "encoder":
+        raise ValueError(f"{path} is not an encoder checkpoint (kind={meta.get('kind')!r})")
+    check_engine_match(path, meta, engine.describe())
+    enc = AttributeEncoder(engine.space, engine.channels, engine.height, engine.width, EncoderConfig(**meta["config"]))
+    load_weights(path, enc)
+    return enc.to(device).eval()

@@ -1,0 +1,68 @@
+import math
+
+import pytest
+import torch
+
+from scenefit.attributes import Attribute, AttributeSpace, AttributeSpecError, wrap_angle
+
+
+def space():
+    return AttributeSpace([
+        Attribute("rotation", -180, 180, "deg", periodic=True),
+        Attribute("tx", -10, 10, "px"),
+        Attribute("digit", categories=tuple("0123456789")),
+    ])
+
+
+def test_wrap_angle_half_open_interval():
+    x = torch.tensor([-180.0, 180.0, 190.0, -190.0, 540.0, 0.0])
+    assert wrap_angle(x).tolist() == [180.0, 180.0, -170.0, 170.0, 180.0, 0.0]
+
+
+def test_normalize_roundtrip_and_values():
+    s = space()
+    x = torch.tensor([[90.0, 5.0, 9.0], [-180.0, -10.0, 0.0]])
+    u = s.normalize(x)
+    assert torch.allclose(u, torch.tensor([[0.75, 0.75, 1.0], [0.0, 0.0, 0.0]]))
+    assert torch.allclose(s.denormalize(u), x)
+
+
+def test_clamp_wraps_rounds_and_clamps():
+    s = space()
+    out = s.clamp(torch.tensor([[200.0, 12.0, 3.4]]))
+    assert out.tolist() == [[-160.0, 10.0, 3.0]]
+
+
+def test_encode_sin_cos_and_one_hot():
+    s = space()
+    e = s.encode(torch.tensor([[90.0, 0.0, 2.0]]))
+    assert e.shape == (1, s.encoded_dim) == (1, 13)
+    # phase of 90 deg measured from -180: 270 deg
+    assert e[0, 0].item() == pytest.approx(math.sin(math.radians(270)), abs=1e-6)
+    assert e[0, 1].item() == pytest.approx(math.cos(math.radians(270)), abs=1e-6)
+    assert e[0, 2].item() == 0.0
+    assert e[0, 3:].tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+
+
+def test_sample_uniform_in_bounds_and_seeded():
+    s = space()
+    a = s.sample_uniform(2000, torch.Generator().manual_seed(1))
+    b = s.sample_uniform(2000, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    s.check(a)
+    assert a[:, 2].unique().numel() == 10
+    assert abs(a[:, 1].mean().item()) < 0.5
+
+
+def test_bad_bounds_and_names():
+    with pytest.raises(AttributeSpecError, match=r"attribute 'tx': low \(3.0\) must be < high \(3.0\)"):
+        Attribute("tx", 3.0, 3.0)
+    with pytest.raises(AttributeSpecError, match=r"attribute 'tx': bound nan is not finite"):
+        Attribute("tx", float("nan"), 3.0)
+    with pytest.raises(AttributeSpecError, match=r"duplicate attribute names: \['a'\]"):
+        AttributeSpace([Attribute("a"), Attribute("a")])
+
+
+def test_check_names_out_of_bounds_attribute():
+    with pytest.raises(ValueError, match=r"attribute 'tx' out of bounds \[-10.0, 10.0\]: min 0, max 11"):
+        space().check(torch.tensor([[0.0, 11.0, 1.0], [0.0, 0.0, 1.0]]))
