@@ -89,10 +89,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     progress = not args.no_progress
+    # load the targets first: a bad folder fails before any work and writes nothing
+    side = cfg.setting.canvas
+    images, names = load_image_folder(args.targets, 1, side, side, progress)
     data = build_data(cfg)
     engine = data.engine
-    # load the targets first: a bad folder fails before any training and writes nothing
-    images, names = load_image_folder(args.targets, engine.channels, engine.height, engine.width, progress)
     run = RunDir(args.models or Path(args.out).with_name(Path(args.out).name + "-models"), cfg)
     net = stage_task_initial(run, data, progress)
     G = stage_surrogate(run, engine, progress)

@@ -166,8 +166,19 @@ def _merge(dc, updates: dict, where: str):
             if not isinstance(value, bool):
                 raise ConfigError(f"'{at}' must be true or false, got {value!r}")
             changes[key] = value
-        elif isinstance(current, (int, float)) and not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ConfigError(f"'{at}' must be a number, got {value!r}")
+        elif isinstance(current, (int, float)):
+            if isinstance(value, str):
+                try:
+                    value = float(value)  # "nan", "inf" and "1e-3" arrive as strings from the command line
+                except ValueError:
+                    raise ConfigError(f"'{at}' must be a number, got {value!r}") from None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"'{at}' must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigError(f"{at}: value {value} is not a finite number")
+            if isinstance(current, int) and float(value) != int(value):
+                raise ConfigError(f"'{at}' must be an integer, got {value!r}")
+            changes[key] = type(current)(value)
         else:
             changes[key] = type(current)(value) if current is not None and not isinstance(current, str) else value
     try:

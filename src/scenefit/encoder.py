@@ -30,10 +30,10 @@ from scenefit.io import check_engine_match, load_checkpoint_meta, load_weights, 
 class EncoderConfig:
     """Size and training budget of E (trained on fresh uniform engine samples)."""
 
-    width: int = 32
+    width: int = 16
     bins: int = 36
     lr: float = 0.002
-    batch_size: int = 128
+    batch_size: int = 64
     steps: int = 1500
 
     def __post_init__(self) -> None:

@@ -60,11 +60,11 @@ def sample_grid(rows: dict[str, torch.Tensor], path: str | Path, columns: int = 
             ax.set_xticks([])
             ax.set_yticks([])
             if c < imgs.shape[0]:
-                im = imgs[c].detach().cpu()
+                im = imgs[c].detach().cpu().clamp(0, 1).numpy()
                 if im.shape[0] == 1:
                     ax.imshow(im[0], cmap="gray", vmin=0, vmax=1)
                 else:
-                    ax.imshow(im.permute(1, 2, 0).clamp(0, 1))
+                    ax.imshow(im.transpose(1, 2, 0))
             if c == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     fig.tight_layout(pad=0.3)

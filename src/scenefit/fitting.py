@@ -37,22 +37,30 @@ class FitConfig:
 
     method: ``plain`` (one start at the initial scenes' mean, the paper's
         Algorithm 1), ``restarts`` (``restarts`` starts spread over the space by a
-        scrambled Sobol sequence), ``amortized`` (starts from the encoder's top
+        scrambled Sobol sequence, all refined), ``codebook`` (the whole space is
+        searched once through G on a grid of ``grid_periodic`` × ``grid_bounded``^k
+        × categories codes, at most ``max_codes``; the ``keep`` best distinct codes
+        per target are refined), ``amortized`` (starts from the encoder E's top
         ``top_classes`` × ``top_angles`` modes).
     steps, lr: gradient steps per candidate, step size in unit-cube units.
     chunk: candidates optimized at once (bounds memory).
     layer: task-network layer of the content loss.
+    attributes: continuous attributes to fit (default: all).
     """
 
-    method: str = "amortized"
-    steps: int = 40
+    method: str = "codebook"
+    steps: int = 20
     lr: float = 0.01
     optimizer: str = "adam"
     restarts: int = 8
+    keep: int = 2
+    grid_periodic: int = 72
+    grid_bounded: int = 9
+    max_codes: int = 30000
     top_classes: int = 2
     top_angles: int = 2
     chunk: int = 2048
-    layer: str = "conv2"
+    layer: str = "conv1"
     attributes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -60,9 +68,11 @@ class FitConfig:
             raise ValueError(f"fit.method must be one of {list(METHODS)}, got '{self.method}'")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"fit.optimizer must be 'adam' or 'sgd', got '{self.optimizer}'")
-        for name in ("restarts", "top_classes", "top_angles", "chunk"):
+        for name in ("restarts", "keep", "grid_periodic", "max_codes", "top_classes", "top_angles", "chunk"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"fit.{name} must be > 0, got {getattr(self, name)}")
+        if self.grid_bounded < 2:
+            raise ValueError(f"fit.grid_bounded must be >= 2, got {self.grid_bounded}")
         if self.steps < 0:
             raise ValueError(f"fit.steps must be >= 0, got {self.steps}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -196,7 +206,7 @@ def _project(space: AttributeSpace, unit: torch.Tensor, free: list[int]) -> torc
     for j, i in enumerate(free):
         u = unit[:, j]
         cols.append(torch.remainder(u, 1.0) if space.attributes[i].periodic else u.clamp(0.0, 1.0))
-    return torch.stack(cols, dim=1)
+    return torch.stack(cols, dim=1) if cols else unit
 
 
 def _losses(render, feature_fn, space, attrs, soft, f_t) -> torch.Tensor:
@@ -230,7 +240,8 @@ def fit_candidates(
     final = torch.empty(n * m)
     t0 = time.time()
     chunks = range(0, n * m, cfg.chunk)
-    for lo in tqdm(chunks, desc=f"fit ({cfg.method})", disable=not progress, leave=False):
+    bar = tqdm(total=len(chunks) * cfg.steps, desc=f"fit ({cfg.method}, {n} targets x {m} starts)", disable=not progress, leave=False)
+    for lo in chunks:
         hi = min(lo + cfg.chunk, n * m)
         base = flat[lo:hi].to(target_features.device)
         f_t = target_features[owner[lo:hi]]
@@ -254,6 +265,7 @@ def fit_candidates(
             opt.step()
             with torch.no_grad():
                 unit.copy_(_project(space, unit, free))
+            bar.update(1)
         with torch.no_grad():
             attrs, _ = assemble()
             for c, lg in logits.items():
@@ -261,6 +273,7 @@ def fit_candidates(
             attrs = space.clamp(attrs)
             final[lo:hi] = _losses(render, feature_fn, space, attrs, None, f_t).cpu()
             flat[lo:hi] = attrs.cpu()
+    bar.close()
     losses = final.view(n, m)
     best = losses.argmin(1)
     fitted = flat.view(n, m, d)[torch.arange(n), best]

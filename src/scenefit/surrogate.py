@@ -35,7 +35,7 @@ class SurrogateConfig:
     num_upsamples: int = 4
     lr: float = 0.002
     batch_size: int = 64
-    max_steps: int = 4000
+    max_steps: int = 3000
     target_l1: float = 0.0
     eval_every: int = 250
     holdout: int = 1024
