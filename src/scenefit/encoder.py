@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from scenefit.attributes import AttributeSpace
 from scenefit.engines.base import Engine
-from scenefit.io import check_engine_match, load_checkpoint_meta, load_weights, save_checkpoint
+from scenefit.io import load_model_for_engine, save_model_for_engine
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def encoder_starts(enc: AttributeEncoder, images: torch.Tensor, top: dict[str, i
     choices: list[list[tuple[torch.Tensor, torch.Tensor]]] = []  # per attribute: list of (value (N,), logp (N,))
     for a, o in zip(space, outs):
         if o.ndim == 1:
-            choices.append([(a.low + o * a.span, torch.zeros(n))])
+            choices.append([(a.low + o * a.span, torch.zeros(n, device=o.device))])
             continue
         logp = F.log_softmax(o, dim=1)
         k = min(top.get(a.name, 1), o.shape[1])
@@ -156,15 +156,12 @@ def train_encoder(
 
 def save_encoder(path, enc: AttributeEncoder, engine: Engine, report: dict | None = None) -> None:
     """Checkpoint E as safetensors + JSON."""
-    save_checkpoint(path, enc, {"kind": "encoder", "config": asdict(enc.cfg), **engine.describe(), "report": report or {}})
+    save_model_for_engine(path, enc, "encoder", engine.describe(), report)
 
 
 def load_encoder(path, engine: Engine, device: str = "cpu") -> AttributeEncoder:
     """Load E for ``engine``; raises ``ValueError`` if made for another engine or canvas."""
-    meta = load_checkpoint_meta(path)
-    if meta.get("kind") != "encoder":
-        raise ValueError(f"{path} is not an encoder checkpoint (kind={meta.get('kind')!r})")
-    check_engine_match(path, meta, engine.describe())
-    enc = AttributeEncoder(engine.space, engine.channels, engine.height, engine.width, EncoderConfig(**meta["config"]))
-    load_weights(path, enc)
-    return enc.to(device).eval()
+    return load_model_for_engine(
+        path, "encoder", engine.describe(),
+        lambda c: AttributeEncoder(engine.space, engine.channels, engine.height, engine.width, EncoderConfig(**c)), device,
+    )

@@ -113,3 +113,25 @@ def check_engine_match(path: str | Path, saved: dict, current: dict) -> None:
                 f"checkpoint {path} was made for another engine: {key}={saved.get(key)!r}, "
                 f"but this run has {key}={current.get(key)!r}"
             )
+
+
+def save_model_for_engine(path: str | Path, model: torch.nn.Module, kind: str, identity: dict, report: dict | None = None) -> None:
+    """Checkpoint a network built for one engine: weights, ``model.cfg`` (a dataclass), the engine identity and a report."""
+    from dataclasses import asdict
+
+    save_checkpoint(path, model, {"kind": kind, "config": asdict(model.cfg), **identity, "report": report or {}})
+
+
+def load_model_for_engine(path: str | Path, kind: str, identity: dict, build, device: str = "cpu") -> torch.nn.Module:
+    """Load a :func:`save_model_for_engine` checkpoint.
+
+    ``build(config_dict) -> nn.Module`` makes the empty network. Raises ``ValueError``
+    if the file holds another kind of network or was made for another engine or canvas.
+    """
+    meta = load_checkpoint_meta(path)
+    if meta.get("kind") != kind:
+        raise ValueError(f"{path} is not a {kind} checkpoint (kind={meta.get('kind')!r})")
+    check_engine_match(path, meta, identity)
+    model = build(meta["config"])
+    load_weights(path, model)
+    return model.to(device).eval()
