@@ -17,11 +17,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-# Reduced-scale rot-g2 run (about 10 minutes on 2 CPU cores); prints initial / ours / oracle accuracy.
+# Reduced-scale rot-g2 run (2,000 targets, 1,000 test images; minutes on 2 CPU cores);
+# prints initial / ours / oracle accuracy and where the results are.
 demo: $(STAMP)
 	$(BIN)/scenefit run rot-g2 --out runs/demo-rot-g2 \
-		--set setting.n_targets=1000 --set setting.n_test=1000 \
-		--set surrogate.max_steps=1500 --set encoder.steps=1000
+		--set setting.n_targets=2000 --set setting.n_test=1000 --set surrogate.max_steps=1000
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

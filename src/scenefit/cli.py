@@ -5,6 +5,8 @@
     scenefit fit PRESET_OR_CONFIG --targets FOLDER --out DIR [--models RUN_DIR]
     scenefit evaluate RUN_DIR
     scenefit presets
+    scenefit experiment mnist --scale quick|paper --out DIR     (paper Tables 2, 3; Figures 3-9)
+    scenefit experiment driving --scale quick|paper --out DIR   (paper Table 4; Figures 10, 11)
 """
 
 from __future__ import annotations
@@ -153,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
     s = sub.add_parser("presets", help="list the presets")
     s.set_defaults(func=cmd_presets)
+    from scenefit.experiments import add_experiment_parser
+    from scenefit.experiments.driving_cli import add_driving_parser
+
+    add_driving_parser(add_experiment_parser(sub))
     return p
 
 

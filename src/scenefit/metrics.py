@@ -17,8 +17,6 @@ import numpy as np
 import scipy.linalg
 import torch
 from torch import Tensor, nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
 
 FeatureFn = Callable[[Tensor], Tensor]
 
@@ -244,6 +242,7 @@ def fid(real_images: Tensor, fake_images: Tensor, feature_fn: FeatureFn, batch_s
     Images are ``(N, C, H, W)`` float in [0, 1]; ``feature_fn`` maps them to ``(N, F)``.
     """
     _check_images(real_images, fake_images, min_n=2)
+    from torchmetrics.image.fid import FrechetInceptionDistance  # lazy: torchmetrics takes seconds to import
     metric = FrechetInceptionDistance(feature=_adapter_for(real_images, feature_fn), normalize=True)
     for imgs, is_real in ((real_images, True), (fake_images, False)):
         for batch in imgs.split(batch_size):
@@ -276,6 +275,7 @@ def kid(
         raise ValueError(f"subsets must be an int >= 1, got {subsets!r}")
     with warnings.catch_warnings():  # torchmetrics warns that it buffers all features; we know
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        from torchmetrics.image.kid import KernelInceptionDistance  # lazy: torchmetrics takes seconds to import
         metric = KernelInceptionDistance(
             feature=_adapter_for(real_images, feature_fn), subsets=subsets, subset_size=subset_size, normalize=True
         )

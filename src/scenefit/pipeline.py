@@ -304,6 +304,10 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, log=pri
         "seconds": seconds,
         "dataset": str(run.path("dataset")),
     }
+    # a stage reused from an earlier call reports the time it took when it ran
+    for key, stage in (("task_initial", "task-initial"), ("surrogate", "surrogate"), ("encoder", "encoder"), ("fit", "fit")):
+        if key in seconds and run.done(stage):
+            seconds[key] = max(seconds[key], float(run.info(stage).get("seconds", 0.0)))
     write_json(run.path("results.json"), results)
     sample_grid({"targets": data.targets["image"], "initial": data.initial["image"], "ours": synth["image"]}, run.path("samples.png"))
     atomic_write_text(run.path("summary.md"), summary_markdown(results))

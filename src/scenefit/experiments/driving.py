@@ -1,0 +1,466 @@
+"""The paper's driving-scene experiment (§4.2, Table 4): fit the street engine to street images, train a segmenter.
+
+Stages, each cached in ``out`` (outputs written atomically, then a marker in
+``stages/``; a rerun skips finished stages, so an interrupted run resumes):
+
+    targets    X_t (unlabeled for fitting; its labels are kept aside for the oracle) and a labeled test split
+    task       F: the segmenter trained on initial scenes -- Table 4's "initial scenes" row and the feature network
+    surrogate  G imitating R at the fitting resolution; held-out L1 against R, the mean image and R's own noise
+    fit        per target: codebook search over R's renders, refinement through G, choice verified with R
+    ours       R(ξ*) at full resolution with labels -> ``dataset/``; segmenter with the fixed recipe
+    metasim    Meta-Sim with the same features, number of images and recipe
+    oracle     segmenter trained on the labeled target images (the role Virtual KITTI plays in the paper)
+    (report)   table4.md/.csv, results.json, figures/ -- rewritten on every call
+
+**Fitting resolution.** Fitting, Meta-Sim and the surrogate work at ``1/fit_factor``
+of the engine's resolution (48×160 for the default 96×320): G then has the
+paper's 2 FC + 8 transposed convolutions (4 doubling ones from 3×10, 4 at
+48×160) at 128 base channels, and one G step costs ~0.37 s at batch 16 on one
+CPU thread instead of ~1.8 s at full resolution; F's feature pass is ~7× and
+its input-gradient pass ~6× cheaper. The "fit engine" is the same
+:class:`StreetEngine` at that size, which lays out the same scene for the same
+seed (mean |difference| 0.011 against an area-downsampled full render). The
+content loss is ``1 - cos`` on F's final feature map ("aspp": ASPP + 3×3 head)
+of images area-resized to the fitting resolution, for targets and renders
+alike; the datasets every method trains on are rendered at full resolution.
+
+**Ours** = the paper's Algorithm 1 with two safeguards against the local minima
+the paper reports: every target starts from the ``keep`` best of ``codes`` Sobol
+points of the whole attribute space, rendered by R (the engine is cheap to run
+forward and sharper than G), and after the gradient steps through G the final
+ξ* is chosen among {codebook starts, refined point} by the content loss of
+R's renders (``verify_seeds`` seeds shared by the candidates of a target).
+
+Layout of ``out``::
+
+    config.json                  the resolved scale config, seed and target source; a resumed run must match
+    stages/<stage>.json          per-stage report (timings, mIoU, per-class IoU)
+    targets.safetensors          X_t and test images + labels (+ true attributes of the built-in domain)
+    task_initial.safetensors     F (+ .json); seg_<method>.safetensors: the other segmenters
+    surrogate.safetensors        G (+ .json with its report)
+    fitted.parquet               per target: fitted attributes, chosen candidate, content losses
+    metasim_attrs.safetensors    Meta-Sim's sampled attributes
+    dataset/                     ours: PNG images + label masks + metadata.csv + manifest.json
+    table4.md, table4.csv, results.json, figures/
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from scenefit.baselines import make_baseline
+from scenefit.config import ConfigError
+from scenefit.datasets import export_dataset
+from scenefit.engines.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from scenefit.engines.street import INITIAL_SCENE, StreetEngine
+from scenefit.experiments.driving_figures import PAPER_TABLE4, write_outputs
+from scenefit.features import content_loss
+from scenefit.fitting import FitConfig, code_grid, codebook_starts, fit_candidates
+from scenefit.io import write_json
+from scenefit.segmentation import SegNet, SegRecipe, evaluate_miou, load_segmenter, save_segmenter, train_segmenter
+from scenefit.street_targets import load_cityscapes, load_kitti_semantics, render_target_domain
+from scenefit.surrogate import SurrogateConfig, holdout_set, l1_error, load_surrogate, noise_floor, save_surrogate, train_surrogate
+
+METHODS = ("initial", "metasim", "ours", "oracle")
+
+
+@dataclass(frozen=True)
+class MetaSimBudget:
+    """Meta-Sim's budget (``make_baseline('metasim', scale, **fields)``); one iteration renders batch × 39 images."""
+
+    iterations: int
+    batch: int
+    num_real: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class DrivingScale:
+    """Sizes and budgets of one scale.
+
+    height, width: engine resolution (px); fit_factor: fitting/G/feature resolution divisor.
+    n_targets: |X_t|; n_test: labeled test images; renders_per_target: synthetic images per fitted
+        target, so every method trains on ``n_targets * renders_per_target`` images (the oracle on X_t tiled).
+    seg: the fixed segmentation recipe (F and every Table 4 row); layer: F's feature layer.
+    surrogate: G's architecture and budget (target_l1 0: the street engine's noise keeps G far above the digits'
+        0.065 stop, so G trains its full step budget); codes, keep: codebook size and starts kept per target;
+    verify_seeds: R renders per candidate in the final choice; fit: refinement through G; metasim: its budget.
+    """
+
+    name: str
+    height: int
+    width: int
+    fit_factor: int
+    n_targets: int
+    n_test: int
+    renders_per_target: int
+    seg: SegRecipe
+    surrogate: SurrogateConfig
+    codes: int
+    keep: int
+    verify_seeds: int
+    fit: FitConfig
+    metasim: MetaSimBudget
+    layer: str = "aspp"
+
+    @property
+    def n_synthetic(self) -> int:
+        return self.n_targets * self.renders_per_target
+
+
+SCALES: dict[str, DrivingScale] = {
+    "tiny": DrivingScale(
+        "tiny", 64, 160, 2, n_targets=12, n_test=8, renders_per_target=1, seg=SegRecipe(epochs=1, batch_size=6),
+        surrogate=SurrogateConfig(hidden=32, base_channels=16, num_upsamples=8, target_l1=0.0, batch_size=8, max_steps=3, eval_every=3, holdout=8),
+        codes=24, keep=2, verify_seeds=1, fit=FitConfig(method="codebook", steps=2, lr=0.02, chunk=16, layer="aspp"),
+        metasim=MetaSimBudget(iterations=2, batch=4, num_real=8, lr=0.01),
+    ),
+    "quick": DrivingScale(
+        "quick", 96, 320, 2, n_targets=200, n_test=100, renders_per_target=2, seg=SegRecipe(epochs=5, batch_size=16),
+        surrogate=SurrogateConfig(hidden=256, base_channels=128, num_upsamples=8, target_l1=0.0, batch_size=16, max_steps=700, eval_every=350, holdout=256),
+        codes=3000, keep=2, verify_seeds=2, fit=FitConfig(method="codebook", steps=10, lr=0.02, chunk=32, layer="aspp"),
+        metasim=MetaSimBudget(iterations=30, batch=16, num_real=200, lr=0.01),
+    ),
+    "paper": DrivingScale(
+        "paper", 96, 320, 2, n_targets=200, n_test=200, renders_per_target=10, seg=SegRecipe(epochs=20, batch_size=16),
+        surrogate=SurrogateConfig(hidden=256, base_channels=128, num_upsamples=8, target_l1=0.0, batch_size=32, max_steps=6000, eval_every=500, holdout=1024),
+        codes=20000, keep=4, verify_seeds=4, fit=FitConfig(method="codebook", steps=40, lr=0.01, chunk=32, layer="aspp"),
+        metasim=MetaSimBudget(iterations=300, batch=50, num_real=200, lr=0.003),
+    ),
+}
+
+
+# ------------------------------------------------------------------------------------------- plumbing
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+    os.replace(tmp, path)
+
+
+class _Stages:
+    """Stage markers of a run folder: ``stages/<name>.json`` written last, read on resume."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def done(self, stage: str) -> bool:
+        return (self.root / "stages" / f"{stage}.json").is_file()
+
+    def info(self, stage: str) -> dict:
+        return json.loads((self.root / "stages" / f"{stage}.json").read_text())
+
+    def mark(self, stage: str, info: dict) -> dict:
+        write_json(self.root / "stages" / f"{stage}.json", info)
+        return info
+
+
+def _record(sc: DrivingScale, seed: int, kitti: Path | None, cityscapes: Path | None) -> dict:
+    source = {"kind": "kitti", "path": str(kitti)} if kitti else {"kind": "cityscapes", "path": str(cityscapes)} if cityscapes else {"kind": "builtin"}
+    return json.loads(json.dumps({"experiment": "driving", "scale": sc.name, "seed": seed, "targets": source,
+                                  "scale_config": dataclasses.asdict(sc)}))
+
+
+def _check_record(out: Path, record: dict) -> None:
+    path = out / "config.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != record:
+            diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+            raise ConfigError(f"{path} holds a driving run that differs in {diff} (saved scale '{old.get('scale')}', seed "
+                              f"{old.get('seed')}, targets {old.get('targets')}); use another --out or delete the folder")
+
+
+class FitFeatures:
+    """F's feature map ``layer`` on images area-resized to ``size`` = (h, w): (B, 3, H, W) -> (B, F) on F's device."""
+
+    def __init__(self, net: SegNet, size: tuple[int, int], layer: str) -> None:
+        self.net, self.size, self.layer = net, tuple(size), layer
+        self.device = next(net.parameters()).device
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device)
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode="area")
+        return self.net.features(x, self.layer)
+
+    @torch.no_grad()
+    def batched(self, x: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        """Features of many images (N, 3, H, W), without gradients, on F's device."""
+        return torch.cat([self(x[i : i + batch]) for i in range(0, x.shape[0], batch)])
+
+
+def _score(net: SegNet, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """mIoU over the classes present in the test labels (Cityscapes convention), plus evaluate_miou's numbers."""
+    ev = evaluate_miou(net, images, labels)
+    valid = labels[labels != IGNORE_INDEX]
+    present = [CLASS_NAMES[c] for c in torch.bincount(valid, minlength=NUM_CLASSES).nonzero()[:, 0].tolist()]
+    per = {k: (None if math.isnan(v) else v) for k, v in ev["per_class"].items()}
+    return {"miou": sum(per[c] or 0.0 for c in present) / max(len(present), 1), "miou_union": ev["miou"],
+            "pixel_accuracy": ev["pixel_accuracy"], "classes": present, "per_class": per}
+
+
+# ------------------------------------------------------------------------------------------- stages
+def load_targets(sc: DrivingScale, seed: int, kitti: Path | None, cityscapes: Path | None, engine: StreetEngine) -> dict:
+    """X_t and the test split: ``target_image`` (N, 3, H, W), ``target_label`` (N, H, W) (oracle and figures only),
+    ``test_image``, ``test_label``; the built-in domain adds ``target_attrs`` (N, D) and ``target_mode`` (N,)."""
+    h, w = sc.height, sc.width
+    if kitti is not None:
+        pool = load_kitti_semantics(kitti, h, w, limit=sc.n_targets + sc.n_test)
+        n = pool["image"].shape[0]
+        if n < 4:
+            raise ValueError(f"KITTI folder {kitti} holds {n} labeled images; the experiment needs at least 4 (2 targets, 2 test)")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 100))
+        n_test = min(sc.n_test, n // 2)
+        test, tgt = perm[:n_test], perm[n_test:]
+        return {"target_image": pool["image"][tgt], "target_label": pool["label"][tgt],
+                "test_image": pool["image"][test], "test_label": pool["label"][test]}
+    if cityscapes is not None:
+        tgt = load_cityscapes(cityscapes, "train", h, w, limit=sc.n_targets)
+        test = load_cityscapes(cityscapes, "val", h, w, limit=sc.n_test)
+        return {"target_image": tgt["image"], "target_label": tgt["label"], "test_image": test["image"], "test_label": test["label"]}
+    with torch.no_grad():
+        tgt = render_target_domain(engine, sc.n_targets, torch.Generator().manual_seed(seed + 101))
+        test = render_target_domain(engine, sc.n_test, torch.Generator().manual_seed(seed + 202))
+    return {"target_image": tgt["image"], "target_label": tgt["label"], "target_attrs": tgt["attrs"], "target_mode": tgt["mode"],
+            "test_image": test["image"], "test_label": test["label"]}
+
+
+def initial_set(engine: StreetEngine, n: int, seed: int) -> dict[str, torch.Tensor]:
+    """The initial scenes: ``n`` rows of the engine's default distribution rendered at full resolution."""
+    g = torch.Generator().manual_seed(seed)
+    attrs = engine.initial_distribution(n, g)
+    with torch.no_grad():
+        out = engine.render(attrs, g)
+    return {"image": out["image"], "label": out["label"], "attrs": attrs}
+
+
+def train_and_score(images, labels, data: dict, sc: DrivingScale, seed: int, device: str, progress: bool, path: Path, desc: str) -> dict:
+    """Train a segmenter with the fixed recipe, save it to ``path``, score it on the test split."""
+    t0 = time.time()
+    net = train_segmenter(images, labels, sc.seg, seed, device, progress, desc=desc)
+    save_segmenter(path, net, sc.seg, {"trained_on": desc, "images": int(images.shape[0])})
+    return {"train_seconds": time.time() - t0, "images": int(images.shape[0]), **_score(net, data["test_image"], data["test_label"])}
+
+
+def surrogate_report(G, fit_engine: StreetEngine, n: int, seed: int) -> dict:
+    """G's held-out L1 on fresh uniform renders, against the mean image and R's noise floor (pixels in [0, 1])."""
+    attrs, images = holdout_set(fit_engine, n, seed)
+    with torch.no_grad():
+        mean = fit_engine.images(fit_engine.space.sample_uniform(max(n, 64), torch.Generator().manual_seed(seed + 1)),
+                                 torch.Generator().manual_seed(seed + 1)).mean(0, keepdim=True)
+    return {"heldout_l1": l1_error(G, attrs, images), "mean_image_l1": (images - mean).abs().mean().item(),
+            "noise_floor": noise_floor(fit_engine, n, seed + 2), "holdout": n, "resolution": [fit_engine.height, fit_engine.width]}
+
+
+def fit_targets(sc: DrivingScale, fit_engine: StreetEngine, G, feats: FitFeatures, targets: torch.Tensor, seed: int,
+                progress: bool) -> tuple[torch.Tensor, dict]:
+    """Fit every target image (N, 3, H, W): codebook over R, refinement through G, choice by R's content loss.
+
+    Returns:
+        attrs (N, D) natural units, and per-target columns: ``chosen`` (0..keep-1 a codebook start,
+        keep the refined point), ``loss_r`` (N, keep+1) R content losses, ``loss_g`` (N,) G's after refinement.
+    """
+    space, dev = fit_engine.space, feats.device
+    G.requires_grad_(False)
+    feats.net.requires_grad_(False)
+    f_t = feats.batched(targets)  # (N, F)
+    free, cats = list(space.continuous), list(space.categorical)
+    base = torch.tensor([INITIAL_SCENE[n] for n in space.names])
+    codes = code_grid(space, base, free, cats, {c: 2 for c in free}, sc.codes, seed)  # (K, D): a Sobol set, the grid is 2^19+
+    g_codes = torch.Generator().manual_seed(seed + 1)
+    render_r = lambda a, soft: fit_engine.images(a.cpu(), g_codes).to(dev)  # noqa: E731
+    starts, _ = codebook_starts(render_r, feats, space, f_t, codes, free, sc.keep, batch=256, progress=progress)  # (N, keep, D)
+    res = fit_candidates(lambda a, soft: G(a, soft), feats, space, f_t, starts, free, sc.fit, None, progress)
+    cand = torch.cat([starts, res.attrs[:, None]], 1)  # (N, keep + 1, D)
+    n, m, d = cand.shape
+    g = torch.Generator().manual_seed(seed + 2)
+    loss_r = torch.zeros(n, m)
+    with torch.no_grad():
+        for _ in range(sc.verify_seeds):
+            seeds = torch.randint(0, 2**62, (n, 1), generator=g, dtype=torch.int64).expand(n, m).reshape(-1)  # shared per target
+            flat = cand.reshape(-1, d)
+            for lo in range(0, n * m, 256):
+                img = fit_engine.render_seeded(flat[lo : lo + 256], seeds[lo : lo + 256])["image"]
+                owner = torch.arange(lo, min(lo + 256, n * m)) // m
+                loss_r.view(-1)[lo : lo + 256] += content_loss(feats(img), f_t[owner]).cpu() / sc.verify_seeds
+    chosen = loss_r.argmin(1)
+    attrs = cand[torch.arange(n), chosen]
+    return attrs, {"chosen": chosen, "loss_r": loss_r, "loss_g": res.loss, "fit_seconds": res.seconds}
+
+
+def _save_fit(path: Path, space, attrs: torch.Tensor, info: dict) -> None:
+    cols = {"target": [f"target_{i:06d}" for i in range(attrs.shape[0])], "chosen": info["chosen"].tolist(),
+            "loss_r": info["loss_r"].gather(1, info["chosen"][:, None])[:, 0].tolist(), "loss_g_refined": info["loss_g"].tolist()}
+    for j in range(info["loss_r"].shape[1]):
+        cols[f"loss_r_candidate_{j}"] = info["loss_r"][:, j].tolist()
+    for i, name in enumerate(space.names):
+        cols[name] = attrs[:, i].tolist()
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.table(cols), tmp)
+    os.replace(tmp, path)
+
+
+def _load_fit(path: Path, space) -> tuple[torch.Tensor, torch.Tensor]:
+    t = pq.read_table(path).to_pydict()
+    return torch.tensor([t[n] for n in space.names], dtype=torch.float32).T.contiguous(), torch.tensor(t["loss_r"])
+
+
+def attribute_mae(space, attrs: torch.Tensor, true: torch.Tensor) -> float:
+    """Mean |difference| in unit-cube coordinates over continuous attributes (built-in targets only)."""
+    cols = list(space.continuous)
+    return (space.normalize(attrs)[:, cols] - space.normalize(true)[:, cols]).abs().mean().item()
+
+
+# ------------------------------------------------------------------------------------------- the run
+def run_driving_experiment(
+    out: str | Path, scale: str = "quick", seed: int = 0, device: str = "cpu", progress: bool = True,
+    kitti: str | Path | None = None, cityscapes: str | Path | None = None, log: Callable[[str], None] = print,
+) -> dict:
+    """Run (or resume) Table 4 into ``out``; returns the ``results.json`` content.
+
+    ``kitti``: a KITTI semantics folder (``image_2/`` + ``semantic/``), split by ``seed`` into X_t and a test
+    split of ``n_test``; ``cityscapes``: a Cityscapes root (X_t from ``train``, test from ``val``); neither: the
+    built-in target domain (:mod:`scenefit.street_targets`). A bad folder raises the loader's error and writes nothing.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale '{scale}'; choose from: {', '.join(SCALES)}")
+    if kitti is not None and cityscapes is not None:
+        raise ValueError("pass either kitti or cityscapes targets, not both")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' was asked for, but torch sees no CUDA device")
+    sc, out = SCALES[scale], Path(out)
+    kitti, cityscapes = (Path(p) if p is not None else None for p in (kitti, cityscapes))
+    record = _record(sc, seed, kitti, cityscapes)
+    _check_record(out, record)
+    with StreetEngine(height=sc.height, width=sc.width) as engine, \
+            StreetEngine(height=sc.height // sc.fit_factor, width=sc.width // sc.fit_factor) as fit_engine:
+        return _run(out, sc, seed, device, progress, kitti, cityscapes, record, engine, fit_engine, log)
+
+
+def _run(out: Path, sc: DrivingScale, seed: int, device: str, progress: bool, kitti: Path | None, cityscapes: Path | None,
+         record: dict, engine: StreetEngine, fit_engine: StreetEngine, log: Callable[[str], None]) -> dict:
+    """The stages of :func:`run_driving_experiment`; ``fit_engine`` is ``engine`` at the fitting resolution."""
+    st = _Stages(out)
+    seg_seed = seed + 7  # one initialization for every Table 4 segmenter
+
+    # targets: loaded before anything is written, so a bad folder leaves no trace
+    if not st.done("targets"):
+        t0 = time.time()
+        data = load_targets(sc, seed, kitti, cityscapes, engine)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", record)
+        _save_tensors(out / "targets.safetensors", data)
+        st.mark("targets", {"seconds": time.time() - t0, "n_targets": int(data["target_image"].shape[0]),
+                            "n_test": int(data["test_image"].shape[0]), "source": record["targets"]})
+    data = load_file(str(out / "targets.safetensors"))
+    builtin = "target_attrs" in data
+    log(f"[driving] targets: {data['target_image'].shape[0]} X_t, {data['test_image'].shape[0]} test ({record['targets']['kind']})")
+
+    n_syn = data["target_image"].shape[0] * sc.renders_per_target  # every method's training-set size (fewer targets in a small folder)
+    if not st.done("task"):
+        t0 = time.time()
+        init = initial_set(engine, n_syn, seed + 303)
+        info = train_and_score(init["image"], init["label"], data, sc, seg_seed, device, progress, out / "task_initial.safetensors", "F (initial scenes)")
+        st.mark("task", {**info, "seconds": time.time() - t0})
+    net = load_segmenter(out / "task_initial.safetensors", device)
+    feats = FitFeatures(net, (fit_engine.height, fit_engine.width), sc.layer)
+    log(f"[driving] F (initial scenes): mIoU {100 * st.info('task')['miou']:.1f}%")
+
+    if not st.done("surrogate"):
+        t0 = time.time()
+        G, train_rep = train_surrogate(fit_engine, sc.surrogate, seed + 2, device, progress)
+        rep = {**surrogate_report(G, fit_engine, sc.surrogate.holdout, seed + 20), "steps": train_rep["steps"],
+               "train_seconds": train_rep["seconds"], "curve": train_rep["curve"], "config": dataclasses.asdict(sc.surrogate)}
+        save_surrogate(out / "surrogate.safetensors", G, fit_engine, rep)
+        st.mark("surrogate", {**rep, "seconds": time.time() - t0})
+    G = load_surrogate(out / "surrogate.safetensors", fit_engine, device)
+    srep = st.info("surrogate")
+    log(f"[driving] G at {fit_engine.height}x{fit_engine.width}: held-out L1 {srep['heldout_l1']:.4f} "
+        f"(mean image {srep['mean_image_l1']:.4f}, R noise floor {srep['noise_floor']:.4f})")
+
+    if not st.done("fit"):
+        t0 = time.time()
+        attrs, info = fit_targets(sc, fit_engine, G, feats, data["target_image"], seed + 3, progress)
+        _save_fit(out / "fitted.parquet", fit_engine.space, attrs, info)
+        counts = torch.bincount(info["chosen"], minlength=sc.keep + 1).tolist()
+        extra = {}
+        if builtin:  # how close ξ* is to the targets' true attributes, against the initial scenes' centre
+            true, space = data["target_attrs"], fit_engine.space
+            centre = torch.tensor([[INITIAL_SCENE[n] for n in space.names]]).expand_as(true)
+            extra["attribute_mae_unit"] = {"ours": attribute_mae(space, attrs, true), "initial_centre": attribute_mae(space, centre, true)}
+        st.mark("fit", {"seconds": time.time() - t0, "gradient_seconds": info["fit_seconds"], "codes": sc.codes, "keep": sc.keep,
+                        "chosen_codebook": sum(counts[:-1]), "chosen_refined": counts[-1],
+                        "mean_loss_r": info["loss_r"].gather(1, info["chosen"][:, None]).mean().item(),
+                        "mean_loss_r_best_code": info["loss_r"][:, 0].mean().item(), **extra})
+    fitted, loss_r = _load_fit(out / "fitted.parquet", fit_engine.space)
+    log(f"[driving] fit: mean content loss (R) {loss_r.mean():.4f}; refined chosen for {st.info('fit')['chosen_refined']} targets")
+
+    if not st.done("ours"):
+        t0 = time.time()
+        rep_attrs = fitted.repeat_interleave(sc.renders_per_target, 0)
+        with torch.no_grad():
+            syn = engine.render(rep_attrs, torch.Generator().manual_seed(seed + 404))
+        names = [f"target_{i:06d}" for i in range(fitted.shape[0]) for _ in range(sc.renders_per_target)]
+        export_dataset(out / "dataset", syn["image"], syn["label"], rep_attrs, engine.space,
+                       {"experiment": "driving", **record, "engine": engine.describe()}, targets=names,
+                       fit_loss=loss_r.repeat_interleave(sc.renders_per_target), overwrite=True, progress=progress)
+        info = train_and_score(syn["image"], syn["label"], data, sc, seg_seed, device, progress, out / "seg_ours.safetensors", "ours")
+        st.mark("ours", {**info, "seconds": time.time() - t0})
+        del syn
+    log(f"[driving] ours: mIoU {100 * st.info('ours')['miou']:.1f}%")
+
+    if not st.done("metasim"):
+        t0 = time.time()
+        method = make_baseline("metasim", sc.name, **dataclasses.asdict(sc.metasim))
+        cpu_feats = lambda x: feats(x).cpu()  # noqa: E731
+        rep = method.fit(fit_engine, lambda k, g: engine.initial_distribution(k, g), F.interpolate(data["target_image"], size=feats.size, mode="area"),
+                         cpu_feats, torch.Generator().manual_seed(seed + 5), progress)
+        attrs = method.sample(n_syn, torch.Generator().manual_seed(seed + 6))
+        _save_tensors(out / "metasim_attrs.safetensors", {"attrs": attrs})
+        fit_s = time.time() - t0
+        with torch.no_grad():
+            syn = engine.render(attrs, torch.Generator().manual_seed(seed + 505))
+        info = train_and_score(syn["image"], syn["label"], data, sc, seg_seed, device, progress, out / "seg_metasim.safetensors", "Meta-Sim")
+        st.mark("metasim", {**info, "seconds": time.time() - t0, "fit_seconds": fit_s, "mmd2_first": rep["curve"][0], "mmd2_last": rep["curve"][-1],
+                            "budget": dataclasses.asdict(sc.metasim)})
+        del syn
+    log(f"[driving] Meta-Sim: mIoU {100 * st.info('metasim')['miou']:.1f}%")
+
+    if not st.done("oracle"):
+        t0 = time.time()
+        reps = sc.renders_per_target  # X_t tiled: the same number of training images (and steps) as the synthetic sets
+        info = train_and_score(data["target_image"].repeat(reps, 1, 1, 1), data["target_label"].repeat(reps, 1, 1), data, sc,
+                               seg_seed, device, progress, out / "seg_oracle.safetensors", "oracle (labeled X_t)")
+        st.mark("oracle", {**info, "seconds": time.time() - t0, "repeats": reps})
+    log(f"[driving] oracle: mIoU {100 * st.info('oracle')['miou']:.1f}%")
+
+    rows = {m: st.info("task" if m == "initial" else m) for m in METHODS}
+    results = {
+        "experiment": "driving", "scale": sc.name, "seed": seed, "targets": record["targets"], "scale_config": record["scale_config"],
+        "fit_resolution": [fit_engine.height, fit_engine.width], "feature_layer": sc.layer,
+        "miou": {m: rows[m]["miou"] for m in METHODS},
+        "per_class": {m: rows[m]["per_class"] for m in METHODS}, "classes": rows["initial"]["classes"],
+        "paper": {m: v[1] for m, v in PAPER_TABLE4.items()},
+        "surrogate": {k: srep[k] for k in ("heldout_l1", "mean_image_l1", "noise_floor", "steps", "resolution")},
+        "fit": st.info("fit"), "stages": {s: st.info(s) for s in ("targets", "task", "surrogate", "fit", "ours", "metasim", "oracle")},
+        "seconds": {s: st.info(s)["seconds"] for s in ("targets", "task", "surrogate", "fit", "ours", "metasim", "oracle")},
+    }
+    write_outputs(out, results, data, engine, fit_engine, G, fitted, seed, log)
+    write_json(out / "results.json", results)
+    return results

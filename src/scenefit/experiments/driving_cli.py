@@ -1,0 +1,37 @@
+"""Command line of ``scenefit experiment driving``, kept apart from the runner so the CLI starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+SCALE_NAMES = ("tiny", "quick", "paper")
+
+
+def cmd_experiment_driving(args: argparse.Namespace) -> int:
+    """``scenefit experiment driving``: run, then print Table 4."""
+    from scenefit.experiments.driving import run_driving_experiment
+
+    t0 = time.time()
+    run_driving_experiment(args.out, args.scale, args.seed, args.device, not args.no_progress, args.kitti, args.cityscapes)
+    out = Path(args.out)
+    print((out / "table4.md").read_text())
+    print(f"done in {time.time() - t0:.0f}s; table: {out / 'table4.md'}; results: {out / 'results.json'}; figures: {out / 'figures'}")
+    return 0
+
+
+def add_driving_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``driving`` to the ``scenefit experiment`` subparsers."""
+    p = subparsers.add_parser("driving", help="§4.2: Table 4 (segmentation mIoU of initial / Meta-Sim / ours / oracle), Figures 10-11")
+    p.add_argument("--scale", choices=list(SCALE_NAMES), default="quick",
+                   help="tiny (seconds, for tests), quick (~30 min on 2 CPU cores), paper (200 targets x 10 renders, 200 test; hours on a CPU)")
+    p.add_argument("--out", required=True, help="experiment folder (resumed if it exists with the same scale, seed and targets)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--kitti", type=Path, default=None, help="KITTI semantics folder holding image_2/ and semantic/ (split into X_t and test)")
+    src.add_argument("--cityscapes", type=Path, default=None, help="Cityscapes root holding leftImg8bit/ and gtFine/ (X_t: train, test: val)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="torch device (default cpu)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_experiment_driving)
+    return p

@@ -1,0 +1,157 @@
+"""Outputs of the driving experiment: Table 4 (markdown + CSV) and Figures 10, 11 and the per-class IoU chart.
+
+    table4.md, table4.csv            mIoU (%) of initial / Meta-Sim / ours / oracle beside the paper's
+    figures/fig10_samples.png        targets / initial scenes / ours, each with its label overlay (paper Fig. 10)
+    figures/fig11_surrogate.png      engine R vs surrogate G on the same attributes (paper Fig. 11)
+    figures/per_class_iou.png        per-class IoU of the four training sets
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from scenefit.engines.labels import IGNORE_INDEX, colorize  # noqa: E402
+from scenefit.io import atomic_write_text  # noqa: E402
+
+PAPER_TABLE4 = {"oracle": ("VKITTI", 46.9), "initial": ("Initial scenes", 33.9), "metasim": ("Learnt scenes by Meta-Sim", 35.3),
+                "ours": ("Learnt scenes by Ours", 39.1)}
+"""Table 4 of the paper (KITTI): method -> (its row name, mIoU %)."""
+ROW_NAMES = {"initial": "Initial scenes", "metasim": "Learnt scenes by Meta-Sim", "ours": "Learnt scenes by Ours",
+             "oracle": "Oracle: labeled target images"}
+ORDER = ("oracle", "initial", "metasim", "ours")  # the paper's row order
+
+
+def table4_rows(results: dict) -> list[dict]:
+    """One row per method: name, measured mIoU (%), the paper's row and its mIoU (%), training images."""
+    rows = []
+    for m in ORDER:
+        st = results["stages"]["task" if m == "initial" else m]
+        paper_name, paper_miou = PAPER_TABLE4[m]
+        rows.append({"method": m, "data": ROW_NAMES[m], "miou_percent": round(100 * results["miou"][m], 2), "images": st["images"],
+                     "paper_data": paper_name, "paper_miou_percent": paper_miou})
+    return rows
+
+
+def table4_markdown(results: dict) -> str:
+    """Table 4 as markdown, with the run's settings underneath."""
+    lines = ["| data | mIoU (%) | training images | paper: data | paper: mIoU (%) |", "| --- | ---: | ---: | --- | ---: |"]
+    for r in table4_rows(results):
+        lines.append(f"| {r['data']} | {r['miou_percent']:.1f} | {r['images']} | {r['paper_data']} | {r['paper_miou_percent']:.1f} |")
+    s, src = results["surrogate"], results["targets"]
+    where = "built-in target domain" if src["kind"] == "builtin" else f"{src['kind']} folder {src['path']}"
+    lines += [
+        "",
+        f"Scale `{results['scale']}`, seed {results['seed']}; targets: {where}; mIoU over the {len(results['classes'])} classes "
+        f"present in the test labels ({', '.join(results['classes'])}). The paper's numbers are on KITTI with a Unity engine.",
+        f"Surrogate G at {s['resolution'][0]}x{s['resolution'][1]}: held-out L1 {s['heldout_l1']:.4f} (mean image {s['mean_image_l1']:.4f}, "
+        f"engine noise floor {s['noise_floor']:.4f}) after {s['steps']} steps.",
+        "Wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()) + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def table4_csv(results: dict) -> str:
+    buf = io.StringIO()
+    rows = table4_rows(results)
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def label_overlay(images: torch.Tensor, labels: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """Blend train-id colours over images: (B, 3, H, W), (B, H, W) -> (B, 3, H, W); ignored pixels stay as they are."""
+    colour = colorize(labels)
+    keep = (labels == IGNORE_INDEX)[:, None]
+    return torch.where(keep, images, (1 - alpha) * images + alpha * colour)
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def image_grid(rows: dict[str, torch.Tensor], path: Path, title: str = "") -> Path:
+    """One row per named batch (N, 3, H, W) in [0, 1], all with the same N."""
+    names = list(rows)
+    k = rows[names[0]].shape[0]
+    h, w = rows[names[0]].shape[-2:]
+    fig, axes = plt.subplots(len(names), k, figsize=(k * 2.2, len(names) * 2.2 * h / w + 0.4), squeeze=False)
+    for r, name in enumerate(names):
+        for c in range(k):
+            ax = axes[r][c]
+            ax.imshow(rows[name][c].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(wspace=0.03, hspace=0.05)
+    _save(fig, path)
+    return path
+
+
+def per_class_chart(results: dict, path: Path) -> Path:
+    """Grouped bars: IoU per class present in the test labels, one bar per training set."""
+    classes = results["classes"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(classes) + 1.5), 3.2))
+    width = 0.8 / len(ORDER)
+    for j, m in enumerate(ORDER):
+        vals = [results["per_class"][m].get(c) or 0.0 for c in classes]
+        ax.bar([i + (j - 1.5) * width for i in range(len(classes))], [100 * v for v in vals], width,
+               label=f"{ROW_NAMES[m]} ({100 * results['miou'][m]:.1f})")
+    ax.set_xticks(range(len(classes)))
+    ax.set_xticklabels(classes, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("IoU (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title("Per-class IoU on the test split (legend: mIoU %)", fontsize=9)
+    _save(fig, path)
+    return path
+
+
+@torch.no_grad()
+def write_outputs(out: Path, results: dict, data: dict, engine, fit_engine, G, fitted: torch.Tensor, seed: int, log=print) -> None:
+    """Write table4.md/.csv and the three figures into ``out`` (all atomically)."""
+    from scenefit.experiments.driving import initial_set
+
+    atomic_write_text(out / "table4.md", table4_markdown(results))
+    atomic_write_text(out / "table4.csv", table4_csv(results))
+    k = min(6, fitted.shape[0])
+    tgt_img, tgt_lab = data["target_image"][:k], data["target_label"][:k]
+    init = initial_set(engine, k, seed + 303)
+    ours = engine.render(fitted[:k], torch.Generator().manual_seed(seed + 404))
+    image_grid({"targets": tgt_img, "targets: labels": label_overlay(tgt_img, tgt_lab),
+                "initial scenes": init["image"], "initial: labels": label_overlay(init["image"], init["label"]),
+                "ours R(ξ*)": ours["image"], "ours: labels": label_overlay(ours["image"], ours["label"])},
+               out / "figures" / "fig10_samples.png", "Fig. 10: target i (top) and the scene fitted to it (bottom); initial scenes in between")
+    g = torch.Generator().manual_seed(seed + 606)
+    attrs = fit_engine.space.sample_uniform(k, g)
+    dev = next(G.parameters()).device
+    image_grid({"engine R(ξ)": fit_engine.images(attrs, g), "surrogate G(ξ)": G(attrs.to(dev)).cpu(),
+                "engine R(ξ*)": fit_engine.images(fitted[:k], g), "surrogate G(ξ*)": G(fitted[:k].to(dev)).cpu()},
+               out / "figures" / "fig11_surrogate.png",
+               f"Fig. 11: R vs G at {fit_engine.height}x{fit_engine.width} (top: uniform ξ; bottom: fitted ξ*), "
+               f"held-out L1 {results['surrogate']['heldout_l1']:.3f}")
+    per_class_chart(results, out / "figures" / "per_class_iou.png")
+    log(f"[driving] wrote {out / 'table4.md'}, {out / 'table4.csv'}, {out / 'figures'}")

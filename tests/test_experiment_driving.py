@@ -1,0 +1,112 @@
+"""The driving experiment (Table 4) end to end at tiny scale: outputs, resume, bad target folders."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+
+import pytest
+import torch
+
+import scenefit.experiments.driving as driving
+from scenefit.config import ConfigError
+from scenefit.experiments.driving import METHODS, run_driving_experiment
+from scenefit.experiments.driving_cli import add_driving_parser, cmd_experiment_driving
+from scenefit.experiments.driving_figures import label_overlay
+
+STAGES = ("targets", "task", "surrogate", "fit", "ours", "metasim", "oracle")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("driving") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: a second thread only waits on a busy CPU (measured 13 s with 1 thread vs 70 s with 2)
+    try:
+        yield out, run_driving_experiment(out, "tiny", seed=0, progress=False, log=lambda s: None)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_tiny_end_to_end(tiny_run):
+    out, res = tiny_run
+    rows = list(csv.DictReader((out / "table4.csv").open()))
+    assert [r["method"] for r in rows] == ["oracle", "initial", "metasim", "ours"]
+    assert [float(r["paper_miou_percent"]) for r in rows] == [46.9, 33.9, 35.3, 39.1]
+    for m in METHODS:
+        assert 0.0 <= res["miou"][m] <= 1.0
+        assert all(v is None or 0.0 <= v <= 1.0 for v in res["per_class"][m].values())
+    assert {float(r["miou_percent"]) for r in rows} == {round(100 * res["miou"][m], 2) for m in METHODS}
+    # every training set has the same size: n_targets x renders_per_target
+    assert {int(r["images"]) for r in rows} == {driving.SCALES["tiny"].n_synthetic}
+    assert "| Learnt scenes by Ours |" in (out / "table4.md").read_text()
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["miou"] == pytest.approx(res["miou"]) and set(saved["seconds"]) == set(STAGES)
+    assert saved["surrogate"]["resolution"] == [32, 80]  # fit_factor 2 of the tiny 64 x 160 engine
+    for name in ("fig10_samples.png", "fig11_surrogate.png", "per_class_iou.png"):
+        assert (out / "figures" / name).stat().st_size > 1000
+    # ours' dataset: one labeled PNG pair per fitted target
+    n = driving.SCALES["tiny"].n_targets
+    assert len(list((out / "dataset" / "train").glob("*.png"))) == n
+    assert len(list((out / "dataset" / "train" / "labels").glob("*.png"))) == n
+    # the chosen candidate's content loss under R is never worse than the best code's
+    fit = saved["fit"]
+    assert fit["chosen_codebook"] + fit["chosen_refined"] == n
+    assert fit["mean_loss_r"] <= fit["mean_loss_r_best_code"] + 1e-7
+
+
+def test_resume_skips_finished_stages(tiny_run, monkeypatch):
+    out, res = tiny_run
+    before = {s: (out / "stages" / f"{s}.json").stat().st_mtime_ns for s in STAGES}
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a finished stage ran again")
+
+    for name in ("train_segmenter", "train_surrogate", "fit_targets", "make_baseline", "load_targets"):
+        monkeypatch.setattr(driving, name, boom)
+    again = run_driving_experiment(out, "tiny", seed=0, progress=False, log=lambda s: None)
+    assert again["miou"] == res["miou"]
+    assert {s: (out / "stages" / f"{s}.json").stat().st_mtime_ns for s in STAGES} == before
+
+
+def test_resume_refuses_another_config(tiny_run):
+    out, _ = tiny_run
+    with pytest.raises(ConfigError, match=r"config\.json holds a driving run that differs in \['seed'\]"):
+        run_driving_experiment(out, "tiny", seed=1, progress=False, log=lambda s: None)
+
+
+def test_bad_kitti_folder_gives_loader_error_and_writes_nothing(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match=r"^KITTI image folder not found: .*nowhere/image_2$"):
+        run_driving_experiment(out, "tiny", progress=False, kitti=tmp_path / "nowhere", log=lambda s: None)
+    assert not out.exists()
+    (tmp_path / "empty" / "image_2").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"KITTI image folder .*image_2 holds no files matching '\*\.png'"):
+        run_driving_experiment(out, "tiny", progress=False, kitti=tmp_path / "empty", log=lambda s: None)
+    assert not out.exists()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown scale 'huge'; choose from: tiny, quick, paper"):
+        run_driving_experiment("unused", "huge")
+    with pytest.raises(ValueError, match="pass either kitti or cityscapes targets, not both"):
+        run_driving_experiment("unused", "tiny", kitti="a", cityscapes="b")
+
+
+def test_parser():
+    p = argparse.ArgumentParser(prog="scenefit experiment")
+    add_driving_parser(p.add_subparsers(dest="experiment", required=True))
+    args = p.parse_args(["driving", "--scale", "tiny", "--out", "x", "--kitti", "k", "--seed", "3"])
+    assert (args.scale, args.out, str(args.kitti), args.cityscapes, args.seed, args.device) == ("tiny", "x", "k", None, 3, "cpu")
+    assert args.func is cmd_experiment_driving
+    with pytest.raises(SystemExit):
+        p.parse_args(["driving", "--out", "x", "--kitti", "k", "--cityscapes", "c"])
+
+
+def test_label_overlay_blends_and_keeps_ignored_pixels():
+    img = torch.zeros(1, 3, 2, 2)
+    lab = torch.tensor([[[0, 255], [10, 13]]])  # road, ignore, sky, car
+    out = label_overlay(img, lab, alpha=0.5)
+    assert torch.allclose(out[0, :, 0, 0] * 255, torch.tensor([64.0, 32.0, 64.0]))  # half of road's (128, 64, 128)
+    assert (out[0, :, 0, 1] == 0).all()
