@@ -68,9 +68,15 @@ def sample_grid(rows: dict[str, torch.Tensor], path: str | Path, columns: int = 
             if c == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     fig.tight_layout(pad=0.3)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Write a matplotlib figure to ``path`` (PNG) atomically and close it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     tmp.replace(path)
     return path

@@ -135,3 +135,17 @@ def load_model_for_engine(path: str | Path, kind: str, identity: dict, build, de
     model = build(meta["config"])
     load_weights(path, model)
     return model.to(device).eval()
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Atomically write named tensors as one safetensors file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -71,7 +71,7 @@ from scenefit.engines.street import INITIAL_SCENE, StreetEngine
 from scenefit.experiments.driving_figures import PAPER_TABLE4, write_outputs
 from scenefit.features import content_loss
 from scenefit.fitting import FitConfig, code_grid, codebook_starts, fit_candidates
-from scenefit.io import write_json
+from scenefit.io import save_tensors, write_json
 from scenefit.segmentation import SegNet, SegRecipe, evaluate_miou, load_segmenter, save_segmenter, train_segmenter
 from scenefit.street_targets import load_cityscapes, load_kitti_semantics, render_target_domain
 from scenefit.surrogate import SurrogateConfig, holdout_set, l1_error, load_surrogate, noise_floor, save_surrogate, train_surrogate
@@ -147,10 +147,7 @@ SCALES: dict[str, DrivingScale] = {
 
 # ------------------------------------------------------------------------------------------- plumbing
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
-    os.replace(tmp, path)
+    save_tensors(path, tensors)
 
 
 class _Stages:

@@ -48,7 +48,7 @@ from scenefit.config import ConfigError, RunConfig, config_from_dict, preset
 from scenefit.evaluate import attribute_errors, train_and_score
 from scenefit.experiments import METHODS, SCALE_NAMES
 from scenefit.features import DigitNet, TrainRecipe, extract
-from scenefit.io import write_json
+from scenefit.io import save_tensors, write_json
 from scenefit.metrics import fid, kid, median_bandwidth, mmd2
 from scenefit.pipeline import DigitData, RunDir, build_data, fit_images, render_fitted, stage_encoder, stage_surrogate, stage_task_initial
 from scenefit.scenarios import PAPER_SETTINGS
@@ -196,10 +196,7 @@ def feature_fn(net: DigitNet, layer: str = FEATURE_LAYER):
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
-    os.replace(tmp, path)
+    save_tensors(path, tensors)
 
 
 def _make_set(method: str, cfg: RunConfig, scale: MnistScale, data: DigitData, fam: Family, seed: int, progress: bool) -> tuple[dict, dict]:

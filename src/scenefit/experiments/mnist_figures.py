@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from scenefit.config import RunConfig  # noqa: E402
-from scenefit.evaluate import sample_grid  # noqa: E402
+from scenefit.evaluate import sample_grid, save_figure  # noqa: E402
 from scenefit.features import content_loss  # noqa: E402
 from scenefit.pipeline import DigitData, build_data  # noqa: E402
 
@@ -38,12 +38,7 @@ SHIFT_OFFSETS = torch.arange(-12.0, 12.0 + 1e-6, 1.0)
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 @torch.no_grad()
