@@ -71,14 +71,17 @@ def sample_grid(rows: dict[str, torch.Tensor], path: str | Path, columns: int = 
     return save_figure(fig, path)
 
 
-def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
-    """Write a matplotlib figure to ``path`` (PNG) atomically and close it."""
+def save_figure(fig, path: str | Path, dpi: int = 100, **savefig_kwargs) -> Path:
+    """Write a matplotlib figure to ``path`` (PNG) atomically and close it; no partial file is left on failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        fig.savefig(tmp, format="png", dpi=dpi, **savefig_kwargs)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -43,14 +43,14 @@ class FitConfig:
         per target are refined), ``amortized`` (starts from the encoder E's top
         ``top_classes`` × ``top_angles`` modes).
     steps, lr: gradient steps per candidate, step size in unit-cube units.
+    chunk: candidates optimized at once (bounds memory).
+    layer: task-network layer of the content loss.
+    attributes: continuous attributes to fit (default: all).
 
     Defaults (measured on rot-g2, docs/RESULTS.md): ``amortized`` with E's top mode
     and no gradient steps. Refining through the digit surrogate moved fits *away*
     from the truth (median rotation error 7.9° -> 12.6°), because G renders a
     class-average digit and the target's own handwriting is not an attribute.
-    chunk: candidates optimized at once (bounds memory).
-    layer: task-network layer of the content loss.
-    attributes: continuous attributes to fit (default: all).
     """
 
     method: str = "amortized"

@@ -179,7 +179,7 @@ def fit_images(cfg: RunConfig, engine: DigitEngine, net: DigitNet, G, enc, image
     for i, a in enumerate(space):
         if not a.categorical:
             base[:, i] = cfg.setting.initial.gaussian(0, a.name).mean
-    render = lambda a, soft: G(a, soft)  # noqa: E731
+    render = G  # same call shape as an engine: (attrs, soft) -> images
     feature_fn = lambda x: net.features(x, layer)  # noqa: E731
     G.requires_grad_(False)
     net.requires_grad_(False)

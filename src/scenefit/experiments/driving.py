@@ -51,7 +51,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +60,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from scenefit.baselines import make_baseline
 from scenefit.config import ConfigError
@@ -146,10 +145,6 @@ SCALES: dict[str, DrivingScale] = {
 
 
 # ------------------------------------------------------------------------------------------- plumbing
-def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    save_tensors(path, tensors)
-
-
 class _Stages:
     """Stage markers of a run folder: ``stages/<name>.json`` written last, read on resume."""
 
@@ -362,7 +357,7 @@ def _run(out: Path, sc: DrivingScale, seed: int, device: str, progress: bool, ki
         data = load_targets(sc, seed, kitti, cityscapes, engine)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", record)
-        _save_tensors(out / "targets.safetensors", data)
+        save_tensors(out / "targets.safetensors", data)
         st.mark("targets", {"seconds": time.time() - t0, "n_targets": int(data["target_image"].shape[0]),
                             "n_test": int(data["test_image"].shape[0]), "source": record["targets"]})
     data = load_file(str(out / "targets.safetensors"))
@@ -429,7 +424,7 @@ def _run(out: Path, sc: DrivingScale, seed: int, device: str, progress: bool, ki
         rep = method.fit(fit_engine, lambda k, g: engine.initial_distribution(k, g), F.interpolate(data["target_image"], size=feats.size, mode="area"),
                          cpu_feats, torch.Generator().manual_seed(seed + 5), progress)
         attrs = method.sample(n_syn, torch.Generator().manual_seed(seed + 6))
-        _save_tensors(out / "metasim_attrs.safetensors", {"attrs": attrs})
+        save_tensors(out / "metasim_attrs.safetensors", {"attrs": attrs})
         fit_s = time.time() - t0
         with torch.no_grad():
             syn = engine.render(attrs, torch.Generator().manual_seed(seed + 505))

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from scenefit.engines.labels import IGNORE_INDEX, colorize  # noqa: E402
+from scenefit.evaluate import save_figure  # noqa: E402
 from scenefit.io import atomic_write_text  # noqa: E402
 
 PAPER_TABLE4 = {"oracle": ("VKITTI", 46.9), "initial": ("Initial scenes", 33.9), "metasim": ("Learnt scenes by Meta-Sim", 35.3),
@@ -77,19 +76,6 @@ def label_overlay(images: torch.Tensor, labels: torch.Tensor, alpha: float = 0.5
     return torch.where(keep, images, (1 - alpha) * images + alpha * colour)
 
 
-def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def image_grid(rows: dict[str, torch.Tensor], path: Path, title: str = "") -> Path:
     """One row per named batch (N, 3, H, W) in [0, 1], all with the same N."""
     names = list(rows)
@@ -107,7 +93,7 @@ def image_grid(rows: dict[str, torch.Tensor], path: Path, title: str = "") -> Pa
     if title:
         fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(wspace=0.03, hspace=0.05)
-    _save(fig, path)
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     return path
 
 
@@ -126,7 +112,7 @@ def per_class_chart(results: dict, path: Path) -> Path:
     ax.set_ylim(0, 100)
     ax.legend(fontsize=7, loc="upper right")
     ax.set_title("Per-class IoU on the test split (legend: mIoU %)", fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     return path
 
 

@@ -32,15 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from scenefit.baselines import digit_score_fn, make_baseline, mixture_sampler
@@ -195,10 +193,6 @@ def feature_fn(net: DigitNet, layer: str = FEATURE_LAYER):
     return lambda x: net.features(x.to(dev), layer).cpu()
 
 
-def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    save_tensors(path, tensors)
-
-
 def _make_set(method: str, cfg: RunConfig, scale: MnistScale, data: DigitData, fam: Family, seed: int, progress: bool) -> tuple[dict, dict]:
     """The synthetic training set of ``method``: ``image`` (N, 1, S, S), ``label`` (N,), ``attrs`` (N, D); and an info dict."""
     engine, n = data.engine, cfg.setting.n_targets
@@ -267,7 +261,7 @@ def run_job(out: Path, setting: str, method: str, cfg: RunConfig, scale: MnistSc
         sigma = target_bandwidth(net, data.targets["image"])
         metrics = distribution_metrics(net, synth["image"], data.targets["image"], sigma, scale.kid_subset, seed + 2)
     t_metrics = time.time() - t0
-    _save_tensors(folder / "attrs.safetensors", {"attrs": synth["attrs"]})
+    save_tensors(folder / "attrs.safetensors", {"attrs": synth["attrs"]})
     result = {
         "setting": setting, "method": method, "scale": scale.name, "seed": cfg.seed,
         "n_images": int(synth["image"].shape[0]), "n_test": int(data.test["image"].shape[0]),

@@ -37,10 +37,6 @@ ROTATION_OFFSETS = torch.arange(-180.0, 180.0 + 1e-6, 5.0)
 SHIFT_OFFSETS = torch.arange(-12.0, 12.0 + 1e-6, 1.0)
 
 
-def _save(fig, path: Path) -> Path:
-    return save_figure(fig, path)
-
-
 @torch.no_grad()
 def content_loss_sensitivity(render, feats, space, attrs: torch.Tensor, images: torch.Tensor, column: str, offsets: torch.Tensor) -> torch.Tensor:
     """Mean content loss ``1 - cos(F(render(ξ + δ e_column)), F(x_t))`` over targets, per offset δ.
@@ -86,7 +82,7 @@ def plot_rotation_hist(rows: dict[str, dict[str, torch.Tensor]], path: Path) -> 
             if r == len(rows) - 1:
                 ax.set_xlabel("rotation (deg)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_positions(rows: dict[str, dict[str, torch.Tensor]], path: Path, max_shift: float) -> Path:
@@ -110,7 +106,7 @@ def plot_positions(rows: dict[str, dict[str, torch.Tensor]], path: Path, max_shi
             if c == 0:
                 ax.set_ylabel(f"{setting}\nty (px)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_sensitivity(panels: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor], str]], path: Path) -> Path:
@@ -124,7 +120,7 @@ def plot_sensitivity(panels: dict[str, tuple[torch.Tensor, dict[str, torch.Tenso
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def make_figures(out: Path, results: dict, cfg_of: Callable[[str], RunConfig], scale, progress: bool = False, log=print) -> list[Path]:
