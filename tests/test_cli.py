@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -39,7 +40,25 @@ def test_rerun_resumes_without_retraining(tiny_run):
 
 def test_rerun_with_other_config_is_refused(tiny_run, capsys):
     assert main(["run", "rot-g2", "--out", str(tiny_run), *TINY, "--seed", "9"]) == 2
-    assert "holds a run with a different config" in capsys.readouterr().err
+    assert f"({tiny_run / 'config.yaml'}: seed differ); use another --out or delete the folder" in capsys.readouterr().err
+
+
+def test_rerun_with_other_problem_names_the_differing_sections(tiny_run, capsys):
+    assert main(["run", "rot-g1", "--out", str(tiny_run), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert f"{tiny_run} holds a run with a different config ({tiny_run / 'config.yaml'}: setting differ)" in err
+
+
+def test_rerun_with_other_fit_settings_reuses_f_g_e(tiny_run, tmp_path, capsys):
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    stamps = {s: (run / "stages" / f"{s}.json").stat().st_mtime_ns for s in ("task-initial", "surrogate", "encoder", "fit")}
+    assert main(["run", "rot-g2", "--out", str(run), *TINY[:-1], "--set", "fit.top_angles=2", "--no-progress"]) == 0
+    assert "reusing finished stages task-initial, surrogate, encoder" in capsys.readouterr().out
+    for s in ("task-initial", "surrogate", "encoder"):
+        assert (run / "stages" / f"{s}.json").stat().st_mtime_ns == stamps[s]
+    assert (run / "stages" / "fit.json").stat().st_mtime_ns != stamps["fit"]
+    assert json.loads((run / "stages" / "fit.json").read_text())["candidates_per_target"] == 2
 
 
 def test_fit_command_on_an_image_folder(tiny_run, tmp_path):

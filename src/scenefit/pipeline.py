@@ -17,6 +17,7 @@ are used by ``evaluate`` only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -89,34 +90,67 @@ def build_data(cfg: RunConfig) -> DigitData:
         )
 
 
+PROBLEM_SECTIONS = ("setting", "data", "seed")
+"""Config sections that define the problem (textures, X_t, T): a run folder holds one problem."""
+
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "task-initial": (*PROBLEM_SECTIONS, "task"),
+    "surrogate": (*PROBLEM_SECTIONS, "surrogate"),
+    "encoder": (*PROBLEM_SECTIONS, "encoder"),
+    "fit": (*PROBLEM_SECTIONS, "task", "surrogate", "encoder", "fit"),
+    "export": (*PROBLEM_SECTIONS, "task", "surrogate", "encoder", "fit"),
+    "evaluate": (*PROBLEM_SECTIONS, "task", "surrogate", "encoder", "fit"),
+}
+"""Config sections each stage's output depends on (``device`` is in none: a CPU checkpoint loads on CUDA)."""
+
+
 class RunDir:
-    """A run folder: resolved config, stage markers, checkpoints, outputs."""
+    """A run folder: resolved config, stage markers, checkpoints, outputs.
+
+    A folder holds one problem (``setting``, ``data``, ``seed``); another problem is
+    refused with :class:`ConfigError`. Within it, each stage's marker records a key
+    of the config sections it depends on (:data:`STAGE_SECTIONS`), so a rerun with,
+    say, another ``fit.method`` reuses F, G and E and redoes fit, export and
+    evaluation only.
+    """
 
     def __init__(self, out: str | Path, cfg: RunConfig) -> None:
         self.root = Path(out)
         self.cfg = cfg
+        self._dict = yaml.safe_load(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         saved = self.root / "config.yaml"
-        text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
         if saved.exists():
-            if yaml.safe_load(saved.read_text()) != yaml.safe_load(text):
+            old = yaml.safe_load(saved.read_text()) or {}
+            diff = [k for k in PROBLEM_SECTIONS if old.get(k) != self._dict.get(k)]
+            if diff:
                 raise ConfigError(
-                    f"{self.root} holds a run with a different config ({saved}); use another --out or delete the folder"
+                    f"{self.root} holds a run with a different config ({saved}: {', '.join(diff)} differ); "
+                    "use another --out or delete the folder"
                 )
-        else:
-            self.root.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(saved, text)
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, yaml.safe_dump(self._dict, sort_keys=False))
+
+    def key(self, stage: str) -> str:
+        """Fingerprint (hex) of the config sections ``stage`` depends on."""
+        sections = STAGE_SECTIONS.get(stage, tuple(k for k in self._dict if k != "device"))
+        blob = json.dumps({k: self._dict.get(k) for k in sections}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def path(self, name: str) -> Path:
         """Path of an output inside the run folder."""
         return self.root / name
 
     def done(self, stage: str) -> bool:
-        """Whether ``stage`` finished in an earlier call."""
-        return (self.root / "stages" / f"{stage}.json").exists()
+        """Whether ``stage`` finished in an earlier call with the config sections it depends on unchanged."""
+        marker = self.root / "stages" / f"{stage}.json"
+        if not marker.exists():
+            return False
+        saved = json.loads(marker.read_text()).get("config_key")
+        return saved is None or saved == self.key(stage)  # markers written before keys existed are trusted
 
     def mark(self, stage: str, info: dict) -> None:
-        """Record that ``stage`` finished (with its timing/report)."""
-        write_json(self.root / "stages" / f"{stage}.json", info)
+        """Record that ``stage`` finished (with its timing/report and config key)."""
+        write_json(self.root / "stages" / f"{stage}.json", {**info, "config_key": self.key(stage)})
 
     def info(self, stage: str) -> dict:
         """The report recorded by :meth:`mark`."""
@@ -243,6 +277,9 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, log=pri
     from scenefit.surrogate import noise_floor
 
     run = RunDir(out, cfg)
+    reused = [s for s in STAGE_SECTIONS if s != "evaluate" and run.done(s)]
+    if reused:
+        log(f"[scenefit] {out}: reusing finished stages {', '.join(reused)}")
     seconds: dict[str, float] = {}
     t0 = time.time()
     data = build_data(cfg)
