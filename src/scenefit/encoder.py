@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +35,7 @@ class EncoderConfig:
     bins: int = 36
     lr: float = 0.002
     batch_size: int = 64
-    steps: int = 1500
+    steps: int = 8000
 
     def __post_init__(self) -> None:
         for name in ("width", "bins", "batch_size", "steps"):
@@ -129,9 +130,14 @@ def encoder_starts(enc: AttributeEncoder, images: torch.Tensor, top: dict[str, i
 
 
 def train_encoder(
-    engine: Engine, cfg: EncoderConfig, seed: int, device: str = "cpu", progress: bool = True
+    engine: Engine, cfg: EncoderConfig, seed: int, device: str = "cpu", progress: bool = True,
+    callback: Callable[[int, AttributeEncoder], None] | None = None, callback_every: int = 1000,
 ) -> tuple[AttributeEncoder, dict]:
-    """Train E on fresh uniform engine samples; returns (model in eval mode, report)."""
+    """Train E on fresh uniform engine samples; returns (model in eval mode, report).
+
+    ``callback(step, enc)``, if given, runs every ``callback_every`` steps and after the
+    last one, with E in eval mode (it is put back in train mode afterwards).
+    """
     torch.manual_seed(seed)
     enc = AttributeEncoder(engine.space, engine.channels, engine.height, engine.width, cfg).to(device)
     opt = torch.optim.Adam(enc.parameters(), lr=cfg.lr)
@@ -139,7 +145,7 @@ def train_encoder(
     g = torch.Generator().manual_seed(seed + 1)
     t0 = time.time()
     losses = []
-    for _ in tqdm(range(cfg.steps), desc="encoder", disable=not progress, leave=False):
+    for step in tqdm(range(1, cfg.steps + 1), desc="encoder", disable=not progress, leave=False):
         attrs = engine.space.sample_uniform(cfg.batch_size, g)
         with torch.no_grad():
             images = engine.images(attrs, g)
@@ -149,6 +155,10 @@ def train_encoder(
         opt.step()
         sched.step()
         losses.append(loss.item())
+        if callback is not None and (step % callback_every == 0 or step == cfg.steps):
+            enc.eval()
+            callback(step, enc)
+            enc.train()
     enc.eval()
     tail = losses[-50:]
     return enc, {"steps": cfg.steps, "seconds": time.time() - t0, "final_loss": sum(tail) / len(tail)}

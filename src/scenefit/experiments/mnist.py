@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from scenefit.baselines import digit_score_fn, make_baseline, mixture_sampler
 from scenefit.config import ConfigError, RunConfig, config_from_dict, preset
+from scenefit.encoder import EncoderConfig
 from scenefit.evaluate import attribute_errors, train_and_score
 from scenefit.experiments import METHODS, SCALE_NAMES
 from scenefit.features import DigitNet, TrainRecipe, extract
@@ -83,7 +84,7 @@ class MnistScale:
     fit: dict = field(default_factory=dict)
     kid_subset: int = 1000
     sensitivity_targets: int = 200
-    encoder_steps: int = 1500
+    encoder_steps: int = EncoderConfig().steps
 
 
 SCALES: dict[str, MnistScale] = {
