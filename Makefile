@@ -21,7 +21,7 @@ install: $(STAMP)
 # prints initial / ours / oracle accuracy and where the results are.
 demo: $(STAMP)
 	$(BIN)/scenefit run rot-g2 --out runs/demo-rot-g2 \
-		--set setting.n_targets=2000 --set setting.n_test=1000 --set surrogate.max_steps=1000
+		--set setting.n_targets=2000 --set setting.n_test=1000 --set surrogate.max_steps=1000 --set encoder.steps=3000
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

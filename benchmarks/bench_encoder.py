@@ -17,7 +17,7 @@ from dataclasses import replace
 import torch
 
 from scenefit.attributes import wrap_angle
-from scenefit.config import load_config
+from scenefit.config import load_config, overrides_from_strings
 from scenefit.encoder import AttributeEncoder, encoder_starts, train_encoder
 from scenefit.evaluate import attribute_errors
 from scenefit.pipeline import build_data
@@ -32,9 +32,10 @@ def main() -> None:
     p.add_argument("--bins", type=int, default=None, help="angle bins (default: the config's)")
     p.add_argument("--width", type=int, default=None, help="E's base width (default: the config's)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.setting)
+    cfg = load_config(args.setting, overrides_from_strings(args.set))
     ecfg = replace(cfg.encoder, steps=args.steps, **{k: v for k, v in (("bins", args.bins), ("width", args.width)) if v})
     data = build_data(cfg)
     space = data.engine.space

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from scenefit.config import load_config
+from scenefit.config import load_config, overrides_from_strings
 from scenefit.encoder import encoder_starts
 from scenefit.evaluate import attribute_errors
 from scenefit.features import extract
@@ -39,13 +39,15 @@ def main() -> None:
     p.add_argument("--targets", type=int, default=300)
     p.add_argument("--models", required=True)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set encoder.steps=1500 (repeatable)")
     p.add_argument("--layer", default=None, help="content-loss layer (default: the config's)")
     p.add_argument("--only", default=None, help="comma-separated variant names")
     p.add_argument("--loop-reference", type=int, default=0, metavar="N",
                    help="also time the literal per-image loop (fit_one_reference) on N targets against the batched plain method")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.setting)
+    cfg = load_config(args.setting, overrides_from_strings(args.set))
     if args.layer:
         cfg = replace(cfg, fit=replace(cfg.fit, layer=args.layer))
     data = build_data(cfg)

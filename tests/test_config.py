@@ -53,3 +53,12 @@ def test_unknown_key_and_missing_file(tmp_path):
 def test_bad_method_value():
     with pytest.raises(ConfigError, match=r"fit.method must be one of \['plain', 'restarts', 'codebook', 'amortized'\], got 'magic'"):
         load_config("rot-g1", {"fit": {"method": "magic"}})
+
+
+def test_overrides_from_strings_nests_keys_and_parses_yaml_scalars():
+    from scenefit.config import overrides_from_strings
+
+    assert overrides_from_strings(["fit.steps=10", "fit.layer=fc1", "seed=3", "data.split=[0.4, 0.3, 0.3]"]) == {
+        "fit": {"steps": 10, "layer": "fc1"}, "seed": 3, "data": {"split": [0.4, 0.3, 0.3]}}
+    with pytest.raises(ConfigError, match=r"^--set expects KEY=VALUE, got 'fit.steps'$"):
+        overrides_from_strings(["fit.steps"])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from scenefit.config import ConfigError, RunConfig, load_config
+from scenefit.config import ConfigError, RunConfig, load_config, overrides_from_strings
 from scenefit.scenarios import PAPER_SETTINGS
 
 
@@ -32,18 +32,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    import yaml
-
-    out: dict = {}
-    for item in args.set:
-        if "=" not in item:
-            raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
-        key, value = item.split("=", 1)
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value)
+    out = overrides_from_strings(args.set)
     if args.seed is not None:
         out["seed"] = args.seed
     if args.device is not None:

@@ -202,6 +202,21 @@ def config_from_dict(d: dict, base: RunConfig | None = None, where: str = "") ->
         raise ConfigError(f"{where}: {e}" if where else str(e)) from None
 
 
+def overrides_from_strings(items: list[str]) -> dict:
+    """``["fit.steps=10", "seed=3"]`` -> ``{"fit": {"steps": 10}, "seed": 3}`` (values parsed as YAML scalars)."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
 def load_config(spec: str, overrides: dict | None = None) -> RunConfig:
     """Resolve ``spec``: a preset name or a YAML file path; then apply ``overrides``."""
     path = Path(spec)
