@@ -51,12 +51,11 @@ def main() -> None:
     def report(step: int, enc: AttributeEncoder) -> None:
         starts, _ = encoder_starts(enc, images, {})
         guess = starts[:, 0]
-        err = wrap_angle(guess[:, rot] - truth[:, rot]).abs()
         e = attribute_errors(space, guess, truth)
+        within5 = (wrap_angle(guess[:, rot] - truth[:, rot]).abs() <= 5).float().mean()
         pos = f"{e['position_median_px']:.2f}" if "position_median_px" in e else "–"
-        cls = (guess[:, space.index("digit")].round() == truth[:, space.index("digit")].round()).float().mean()
-        print(f"| {step} | {err.median():.2f} | {err.mean():.2f} | {(err < 5).float().mean():.2f} | "
-              f"{(err < 15).float().mean():.2f} | {pos} | {cls:.2f} | {time.time() - t0:.0f} |", flush=True)
+        print(f"| {step} | {e['rotation_median_deg']:.2f} | {e['rotation_mean_deg']:.2f} | {within5:.2f} | "
+              f"{e['rotation_within_15deg']:.2f} | {pos} | {e['digit_accuracy']:.2f} | {time.time() - t0:.0f} |", flush=True)
 
     train_encoder(data.engine, ecfg, cfg.seed + 3, progress=False, callback=report, callback_every=args.every)
 

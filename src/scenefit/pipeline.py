@@ -97,9 +97,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "task-initial": (*PROBLEM_SECTIONS, "task"),
     "surrogate": (*PROBLEM_SECTIONS, "surrogate"),
     "encoder": (*PROBLEM_SECTIONS, "encoder"),
-    "fit": (*PROBLEM_SECTIONS, "task", "surrogate", "encoder", "fit"),
-    "export": (*PROBLEM_SECTIONS, "task", "surrogate", "encoder", "fit"),
-    "evaluate": (*PROBLEM_SECTIONS, "task", "surrogate", "encoder", "fit"),
+    **{s: (*PROBLEM_SECTIONS, "task", "surrogate", "encoder", "fit") for s in ("fit", "export", "evaluate")},
 }
 """Config sections each stage's output depends on (``device`` is in none: a CPU checkpoint loads on CUDA)."""
 
