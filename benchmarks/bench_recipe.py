@@ -24,13 +24,7 @@ import torch
 from scenefit.config import load_config
 from scenefit.evaluate import accuracy
 from scenefit.features import TrainRecipe, predict, train_classifier
-from scenefit.pipeline import build_data
-
-
-def _draw(engine, mixture, n: int, seed: int) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    attrs, _ = mixture.sample(engine.space, n, g)
-    return engine.render(attrs, g)
+from scenefit.pipeline import build_data, draw_set
 
 
 def main() -> None:
@@ -47,8 +41,8 @@ def main() -> None:
     data = build_data(cfg)
     s = cfg.setting
     with torch.no_grad():
-        engine_true = _draw(data.engine, s.target, s.n_targets, cfg.seed + 999)
-        shared_test = _draw(data.target_engine, s.target, s.n_test, cfg.seed + 998)
+        engine_true = draw_set(data.engine, s.target, s.n_targets, cfg.seed + 999)
+        shared_test = draw_set(data.target_engine, s.target, s.n_test, cfg.seed + 998)
     sets = {"oracle": data.targets, "engine-true": engine_true}
     print(f"setting {args.setting}, background {s.background}, {s.n_targets} training images, "
           f"{s.n_test} test images, torch threads {args.threads}")

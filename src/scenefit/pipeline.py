@@ -67,7 +67,8 @@ def make_engine(cfg: RunConfig, bank: DigitBank) -> DigitEngine:
     return DigitEngine(bank, canvas=s.canvas, translate=s.translate, max_shift=s.max_shift, background=s.background)
 
 
-def _draw(engine: DigitEngine, mixture, n: int, seed: int) -> dict[str, torch.Tensor]:
+def draw_set(engine: DigitEngine, mixture, n: int, seed: int) -> dict[str, torch.Tensor]:
+    """``n`` scenes of ``mixture`` rendered by ``engine`` (seeded): ``image`` (n, 1, S, S), ``label``, ``attrs`` (n, D), ``component``."""
     g = torch.Generator().manual_seed(seed)
     attrs, comp = mixture.sample(engine.space, n, g)
     out = engine.render(attrs, g)
@@ -84,9 +85,9 @@ def build_data(cfg: RunConfig) -> DigitData:
             engine,
             tgt_engine,
             test_engine,
-            targets=_draw(tgt_engine, s.target, s.n_targets, cfg.seed + 101),
-            test=_draw(test_engine, s.target, s.n_test, cfg.seed + 202),
-            initial=_draw(engine, s.initial, s.n_targets, cfg.seed + 303),
+            targets=draw_set(tgt_engine, s.target, s.n_targets, cfg.seed + 101),
+            test=draw_set(test_engine, s.target, s.n_test, cfg.seed + 202),
+            initial=draw_set(engine, s.initial, s.n_targets, cfg.seed + 303),
         )
 
 
