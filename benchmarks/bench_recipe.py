@@ -1,6 +1,7 @@
 """Calibrate the task-training recipe: what accuracy do *perfectly fitted* training sets reach?
 
     python benchmarks/bench_recipe.py rot-g2 --recipe 15,0.001,64 --recipe 30,0.001,64 [--background plain] [--threads 1]
+    python benchmarks/bench_recipe.py rot-g2 --set data.split=[0.7,0.15,0.15]   # more engine textures
 
 For each ``--recipe EPOCHS,LR,BATCH`` it trains the task network twice, on sets of ``n_targets`` images
 drawn from the setting's *target* distribution with true labels:
@@ -21,7 +22,7 @@ from dataclasses import replace
 
 import torch
 
-from scenefit.config import load_config
+from scenefit.config import load_config, overrides_from_strings
 from scenefit.evaluate import accuracy
 from scenefit.features import TrainRecipe, predict, train_classifier
 from scenefit.pipeline import build_data, draw_set
@@ -33,9 +34,10 @@ def main() -> None:
     p.add_argument("--recipe", action="append", default=None, metavar="EPOCHS,LR,BATCH")
     p.add_argument("--background", default=None, help="override setting.background (texture|plain)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. data.split=[0.7,0.15,0.15]")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.setting)
+    cfg = load_config(args.setting, overrides_from_strings(args.set))
     if args.background:
         cfg = replace(cfg, setting=replace(cfg.setting, background=args.background))
     data = build_data(cfg)
@@ -45,7 +47,8 @@ def main() -> None:
         shared_test = draw_set(data.target_engine, s.target, s.n_test, cfg.seed + 998)
     sets = {"oracle": data.targets, "engine-true": engine_true}
     print(f"setting {args.setting}, background {s.background}, {s.n_targets} training images, "
-          f"{s.n_test} test images, torch threads {args.threads}")
+          f"{s.n_test} test images, texture split {list(cfg.data.split)}: "
+          f"{len(data.engine.bank)} engine / {len(data.target_engine.bank)} X_t / {len(data.test_engine.bank)} T digits, torch threads {args.threads}")
     print("| recipe (epochs, lr, batch) | training set | acc. on T (disjoint textures) | acc. on T' (X_t's textures) | seconds |")
     print("| --- | --- | --- | --- | --- |")
     for spec in args.recipe or ["15,0.001,64"]:

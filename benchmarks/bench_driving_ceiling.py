@@ -1,0 +1,91 @@
+"""What mIoU do training sets built from *known* attributes reach? The ceiling of per-target fitting on the driving task.
+
+    PYTHONPATH=src python benchmarks/bench_driving_ceiling.py RUN_DIR --attrs truth --seeds 3
+    PYTHONPATH=src python benchmarks/bench_driving_ceiling.py RUN_DIR --attrs truth --set sky_color=0
+
+``RUN_DIR`` is a finished (or at least fitted) ``scenefit experiment driving`` folder on the built-in target
+domain. ``--attrs`` picks the attribute rows the training set is rendered from:
+
+    truth     the targets' true attributes: the set a perfect per-target fit would give
+    ours      the fitted attributes in ``fitted.parquet``
+    metasim   the first ``n_targets`` rows of Meta-Sim's sampled attributes
+    centre    every row at the initial scene's centre
+
+``--set NAME=U`` overrides one attribute in every row with the unit-cube value ``U`` in [0, 1] (repeatable),
+to see which attributes move the score. Each row is rendered ``renders_per_target`` times at the engine's
+resolution and a segmenter is trained with the run's fixed recipe, once per ``--seeds`` (segmenter seed and
+render seed both change); prints the mIoU on the run's test split per seed, their mean, and the mean
+unit-cube |error| of the rows against the true attributes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from scenefit.engines.street import INITIAL_SCENE, StreetEngine
+from scenefit.experiments.driving import SCALES, _load_fit, attribute_mae, train_and_score
+
+ATTRS = ("truth", "ours", "metasim", "centre")
+
+
+def rows(kind: str, run: Path, space, true: torch.Tensor) -> torch.Tensor:
+    """(N, D) natural-unit attribute rows of ``kind`` for the run's N targets."""
+    n = true.shape[0]
+    if kind == "truth":
+        return true.clone()
+    if kind == "ours":
+        return _load_fit(run / "fitted.parquet", space)[0]
+    if kind == "metasim":
+        return load_file(str(run / "metasim_attrs.safetensors"))["attrs"][:n].clone()
+    return torch.tensor([[INITIAL_SCENE[name] for name in space.names]]).repeat(n, 1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path, help="a driving experiment folder on the built-in target domain")
+    p.add_argument("--attrs", choices=ATTRS, default="truth")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=U", help="unit-cube value for one attribute")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    record = json.loads((args.run / "config.json").read_text())
+    sc = SCALES[record["scale"]]
+    data = load_file(str(args.run / "targets.safetensors"))
+    if "target_attrs" not in data:
+        raise SystemExit(f"{args.run / 'targets.safetensors'} holds no true attributes: the ceiling needs the built-in target domain")
+    with StreetEngine(height=sc.height, width=sc.width) as engine:
+        space, true = engine.space, data["target_attrs"]
+        attrs = rows(args.attrs, args.run, space, true)
+        unit = space.normalize(attrs)
+        for item in args.set:
+            name, _, value = item.partition("=")
+            u = float(value)
+            if name not in space.names or not 0.0 <= u <= 1.0:
+                raise SystemExit(f"--set expects NAME=U with NAME one of {list(space.names)} and U in [0, 1], got '{item}'")
+            unit[:, space.index(name)] = u
+        attrs = space.clamp(space.denormalize(unit))
+        print(f"run {args.run} (scale {sc.name}), rows '{args.attrs}' {args.set or ''}, {attrs.shape[0]} x "
+              f"{sc.renders_per_target} images, unit-cube MAE vs truth {attribute_mae(space, attrs, true):.4f}, "
+              f"torch threads {args.threads}")
+        scores = []
+        for k in range(args.seeds):
+            t0 = time.time()
+            with torch.no_grad():
+                syn = engine.render(attrs.repeat_interleave(sc.renders_per_target, 0), torch.Generator().manual_seed(404 + k))
+            with tempfile.TemporaryDirectory() as tmp:
+                info = train_and_score(syn["image"], syn["label"], data, sc, 7 + k, "cpu", False, Path(tmp) / "seg.safetensors", args.attrs)
+            scores.append(100 * info["miou"])
+            print(f"seed {k}: mIoU {scores[-1]:.1f}%  ({time.time() - t0:.0f} s)", flush=True)
+        print(f"mean mIoU {sum(scores) / len(scores):.1f}% over {len(scores)} seed(s)")
+
+
+if __name__ == "__main__":
+    main()
