@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file
 
 from scenefit.engines.street import INITIAL_SCENE, StreetEngine
-from scenefit.experiments.driving import SCALES, _load_fit, attribute_mae, train_and_score
+from scenefit.experiments.driving import SCALES, load_fit, attribute_mae, train_and_score
 
 ATTRS = ("truth", "ours", "metasim", "centre")
 
@@ -41,7 +41,7 @@ def rows(kind: str, run: Path, space, true: torch.Tensor) -> torch.Tensor:
     if kind == "truth":
         return true.clone()
     if kind == "ours":
-        return _load_fit(run / "fitted.parquet", space)[0]
+        return load_fit(run / "fitted.parquet", space)[0]
     if kind == "metasim":
         return load_file(str(run / "metasim_attrs.safetensors"))["attrs"][:n].clone()
     return torch.tensor([[INITIAL_SCENE[name] for name in space.names]]).repeat(n, 1)

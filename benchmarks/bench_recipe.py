@@ -1,7 +1,8 @@
 """Calibrate the task-training recipe: what accuracy do *perfectly fitted* training sets reach?
 
-    python benchmarks/bench_recipe.py rot-g2 --recipe 15,0.001,64 --recipe 30,0.001,64 [--background plain] [--threads 1]
+    python benchmarks/bench_recipe.py rot-g2 --recipe 15,0.001,64 --recipe 30,0.001,64 [--threads 1]
     python benchmarks/bench_recipe.py rot-g2 --set data.split=[0.7,0.15,0.15]   # more engine textures
+    python benchmarks/bench_recipe.py rot-g2 --set setting.background=plain     # any config field
 
 For each ``--recipe EPOCHS,LR,BATCH`` it trains the task network twice, on sets of ``n_targets`` images
 drawn from the setting's *target* distribution with true labels:
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 
 import torch
 
@@ -32,14 +32,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("setting")
     p.add_argument("--recipe", action="append", default=None, metavar="EPOCHS,LR,BATCH")
-    p.add_argument("--background", default=None, help="override setting.background (texture|plain)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. data.split=[0.7,0.15,0.15]")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.setting, overrides_from_strings(args.set))
-    if args.background:
-        cfg = replace(cfg, setting=replace(cfg.setting, background=args.background))
     data = build_data(cfg)
     s = cfg.setting
     with torch.no_grad():

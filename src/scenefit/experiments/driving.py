@@ -308,7 +308,8 @@ def _save_fit(path: Path, space, attrs: torch.Tensor, info: dict) -> None:
     os.replace(tmp, path)
 
 
-def _load_fit(path: Path, space) -> tuple[torch.Tensor, torch.Tensor]:
+def load_fit(path: Path, space) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read a run's ``fitted.parquet``: fitted attributes (N, D) in natural units and the chosen R content loss (N,)."""
     t = pq.read_table(path).to_pydict()
     return torch.tensor([t[n] for n in space.names], dtype=torch.float32).T.contiguous(), torch.tensor(t["loss_r"])
 
@@ -400,7 +401,7 @@ def _run(out: Path, sc: DrivingScale, seed: int, device: str, progress: bool, ki
                         "chosen_codebook": sum(counts[:-1]), "chosen_refined": counts[-1],
                         "mean_loss_r": info["loss_r"].gather(1, info["chosen"][:, None]).mean().item(),
                         "mean_loss_r_best_code": info["loss_r"][:, 0].mean().item(), **extra})
-    fitted, loss_r = _load_fit(out / "fitted.parquet", fit_engine.space)
+    fitted, loss_r = load_fit(out / "fitted.parquet", fit_engine.space)
     log(f"[driving] fit: mean content loss (R) {loss_r.mean():.4f}; refined chosen for {st.info('fit')['chosen_refined']} targets")
 
     if not st.done("ours"):
