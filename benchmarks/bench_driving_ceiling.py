@@ -29,22 +29,22 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from scenefit.engines.street import INITIAL_SCENE, StreetEngine
-from scenefit.experiments.driving import SCALES, load_fit, attribute_mae, train_and_score
+from scenefit.engines.street import StreetEngine
+from scenefit.experiments.driving import SCALES, attribute_mae, load_fit, train_and_score
 
 ATTRS = ("truth", "ours", "metasim", "centre")
 
 
-def rows(kind: str, run: Path, space, true: torch.Tensor) -> torch.Tensor:
+def rows(kind: str, run: Path, engine: StreetEngine, true: torch.Tensor) -> torch.Tensor:
     """(N, D) natural-unit attribute rows of ``kind`` for the run's N targets."""
-    n = true.shape[0]
+    n, space = true.shape[0], engine.space
     if kind == "truth":
         return true.clone()
     if kind == "ours":
         return load_fit(run / "fitted.parquet", space)[0]
     if kind == "metasim":
         return load_file(str(run / "metasim_attrs.safetensors"))["attrs"][:n].clone()
-    return torch.tensor([[INITIAL_SCENE[name] for name in space.names]]).repeat(n, 1)
+    return engine.initial_centre()[None].repeat(n, 1)
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
         raise SystemExit(f"{args.run / 'targets.safetensors'} holds no true attributes: the ceiling needs the built-in target domain")
     with StreetEngine(height=sc.height, width=sc.width) as engine:
         space, true = engine.space, data["target_attrs"]
-        attrs = rows(args.attrs, args.run, space, true)
+        attrs = rows(args.attrs, args.run, engine, true)
         unit = space.normalize(attrs)
         for item in args.set:
             name, _, value = item.partition("=")

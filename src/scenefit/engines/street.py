@@ -199,13 +199,17 @@ class StreetEngine(Engine):
         out["seed"] = seeds.clone().to(torch.int64)
         return {k: v.to(attrs.device) for k, v in out.items()}
 
+    def initial_centre(self) -> torch.Tensor:
+        """The initial scene's centre, :data:`INITIAL_SCENE`, as one (20,) float32 row in natural units."""
+        return torch.tensor([INITIAL_SCENE[name] for name in self.space.names], dtype=torch.float32)
+
     def initial_distribution(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Initial scenes: a plain, average two-lane street, each attribute N(default, 5% of span), clamped.
 
         Returns:
             (n, 20) float32 attribute rows in natural units.
         """
-        mean = torch.tensor([INITIAL_SCENE[name] for name in self.space.names], dtype=torch.float32)
+        mean = self.initial_centre()
         span = torch.tensor([0.0 if a.categorical else a.span for a in self.space], dtype=torch.float32)
         x = mean + 0.05 * span * torch.randn(n, self.space.dim, generator=generator)
         return self.space.clamp(x)

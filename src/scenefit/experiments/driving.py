@@ -66,7 +66,7 @@ from scenefit.baselines import make_baseline
 from scenefit.config import ConfigError
 from scenefit.datasets import export_dataset
 from scenefit.engines.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-from scenefit.engines.street import INITIAL_SCENE, StreetEngine
+from scenefit.engines.street import StreetEngine
 from scenefit.experiments.driving_figures import PAPER_TABLE4, write_outputs
 from scenefit.features import content_loss
 from scenefit.fitting import FitConfig, code_grid, codebook_starts, fit_candidates
@@ -273,7 +273,7 @@ def fit_targets(sc: DrivingScale, fit_engine: StreetEngine, G, feats: FitFeature
     feats.net.requires_grad_(False)
     f_t = feats.batched(targets)  # (N, F)
     free, cats = list(space.continuous), list(space.categorical)
-    base = torch.tensor([INITIAL_SCENE[n] for n in space.names])
+    base = fit_engine.initial_centre()
     codes = code_grid(space, base, free, cats, {c: 2 for c in free}, sc.codes, seed)  # (K, D): a Sobol set, the grid is 2^19+
     g_codes = torch.Generator().manual_seed(seed + 1)
     render_r = lambda a, soft: fit_engine.images(a.cpu(), g_codes).to(dev)  # noqa: E731
@@ -395,7 +395,7 @@ def _run(out: Path, sc: DrivingScale, seed: int, device: str, progress: bool, ki
         extra = {}
         if builtin:  # how close ξ* is to the targets' true attributes, against the initial scenes' centre
             true, space = data["target_attrs"], fit_engine.space
-            centre = torch.tensor([[INITIAL_SCENE[n] for n in space.names]]).expand_as(true)
+            centre = fit_engine.initial_centre()[None].expand_as(true)
             extra["attribute_mae_unit"] = {"ours": attribute_mae(space, attrs, true), "initial_centre": attribute_mae(space, centre, true)}
         st.mark("fit", {"seconds": time.time() - t0, "gradient_seconds": info["fit_seconds"], "codes": sc.codes, "keep": sc.keep,
                         "chosen_codebook": sum(counts[:-1]), "chosen_refined": counts[-1],
