@@ -7,7 +7,8 @@
 domain. ``--attrs`` picks the attribute rows the training set is rendered from:
 
     truth     the targets' true attributes: the set a perfect per-target fit would give
-    ours      the fitted attributes in ``fitted.parquet``
+    ours      ours' final rows: ``fitted.parquet`` with the set-level shift of ``stages/calibrate.json``
+    ours-per-target  the per-target fit alone (``fitted.parquet``)
     metasim   the first ``n_targets`` rows of Meta-Sim's sampled attributes
     centre    every row at the initial scene's centre
 
@@ -30,9 +31,9 @@ import torch
 from safetensors.torch import load_file
 
 from scenefit.engines.street import StreetEngine
-from scenefit.experiments.driving import SCALES, attribute_mae, load_fit, train_and_score
+from scenefit.experiments.driving import SCALES, attribute_mae, load_fit, ours_attributes, train_and_score
 
-ATTRS = ("truth", "ours", "metasim", "centre")
+ATTRS = ("truth", "ours", "ours-per-target", "metasim", "centre")
 
 
 def rows(kind: str, run: Path, engine: StreetEngine, true: torch.Tensor) -> torch.Tensor:
@@ -41,6 +42,8 @@ def rows(kind: str, run: Path, engine: StreetEngine, true: torch.Tensor) -> torc
     if kind == "truth":
         return true.clone()
     if kind == "ours":
+        return ours_attributes(run, space)
+    if kind == "ours-per-target":
         return load_fit(run / "fitted.parquet", space)[0]
     if kind == "metasim":
         return load_file(str(run / "metasim_attrs.safetensors"))["attrs"][:n].clone()

@@ -15,7 +15,7 @@ from scenefit.experiments.driving import METHODS, run_driving_experiment
 from scenefit.experiments.driving_cli import add_driving_parser, cmd_experiment_driving
 from scenefit.experiments.driving_figures import label_overlay
 
-STAGES = ("targets", "task", "surrogate", "fit", "ours", "metasim", "oracle")
+STAGES = ("targets", "task", "surrogate", "fit", "calibrate", "ours", "ours_per_target", "metasim", "oracle")
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,8 @@ def tiny_run(tmp_path_factory):
 def test_tiny_end_to_end(tiny_run):
     out, res = tiny_run
     rows = list(csv.DictReader((out / "table4.csv").open()))
-    assert [r["method"] for r in rows] == ["oracle", "initial", "metasim", "ours"]
-    assert [float(r["paper_miou_percent"]) for r in rows] == [46.9, 33.9, 35.3, 39.1]
+    assert [r["method"] for r in rows] == ["oracle", "initial", "metasim", "ours", "ours_per_target"]
+    assert [r["paper_miou_percent"] for r in rows] == ["46.9", "33.9", "35.3", "39.1", ""]
     for m in METHODS:
         assert 0.0 <= res["miou"][m] <= 1.0
         assert all(v is None or 0.0 <= v <= 1.0 for v in res["per_class"][m].values())
@@ -54,6 +54,20 @@ def test_tiny_end_to_end(tiny_run):
     fit = saved["fit"]
     assert fit["chosen_codebook"] + fit["chosen_refined"] == n
     assert fit["mean_loss_r"] <= fit["mean_loss_r_best_code"] + 1e-7
+    # the set-level shift: the tiny grid is {-1, 0, 1}^2, delta 0 is a candidate, so the chosen MMD² is never worse
+    cal = saved["calibrate"]
+    assert cal["attributes"] == ["sun_brightness", "sky_color"] and set(cal["delta"].values()) <= {-1.0, 0.0, 1.0}
+    assert cal["mmd2_best"] <= cal["mmd2_start"] and len(json.loads((out / "stages" / "calibrate.json").read_text())["evaluated"]) == 9
+    # ours' dataset is rendered from the calibrated rows; the ablation row from the rows before the shift
+    meta = list(csv.DictReader((out / "dataset" / "train" / "metadata.csv").open()))
+    with driving.StreetEngine(height=64, width=160) as eng:
+        final = driving.ours_attributes(out, eng.space)
+        before = driving.load_fit(out / "fitted.parquet", eng.space)[0]
+    for name in cal["attributes"]:
+        j = eng.space.index(name)
+        assert [float(r[name]) for r in meta] == pytest.approx(final[:, j].tolist(), abs=1e-5)
+        u = eng.space.normalize(before)[:, j] + cal["delta"][name]
+        assert eng.space.normalize(final)[:, j].tolist() == pytest.approx(u.clamp(0, 1).tolist(), abs=1e-5)
 
 
 def test_resume_skips_finished_stages(tiny_run, monkeypatch):
@@ -63,7 +77,7 @@ def test_resume_skips_finished_stages(tiny_run, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
 
-    for name in ("train_segmenter", "train_surrogate", "fit_targets", "make_baseline", "load_targets"):
+    for name in ("train_segmenter", "train_surrogate", "fit_targets", "make_baseline", "load_targets", "set_level_shift"):
         monkeypatch.setattr(driving, name, boom)
     again = run_driving_experiment(out, "tiny", seed=0, progress=False, log=lambda s: None)
     assert again["miou"] == res["miou"]
