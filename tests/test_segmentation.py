@@ -61,6 +61,8 @@ def test_shapes_and_output_stride(h: int, w: int) -> None:
         assert net.feature_maps(x, "logits").shape == (2, NUM_CLASSES, h // 8, w // 8)
         assert net.features(x).shape == (2, 64 * (h // 8) * (w // 8))
         assert net.features(x, "logits").shape == (2, NUM_CLASSES * (h // 8) * (w // 8))
+        probs = net.feature_maps(x, "probs")  # the softmax of the logits over the class axis
+        assert torch.allclose(probs, net.feature_maps(x, "logits").softmax(1)) and torch.allclose(probs.sum(1), torch.ones(2, h // 8, w // 8))
     assert predict(net, x).shape == (2, h, w) and predict(net, x).dtype == torch.int64
 
 

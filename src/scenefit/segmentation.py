@@ -30,7 +30,7 @@ from scenefit.engines.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from scenefit.io import load_checkpoint_meta, load_weights, save_checkpoint
 from scenefit.metrics import MeanIoU
 
-SEG_FEATURE_LAYERS = ("aspp", "logits")
+SEG_FEATURE_LAYERS = ("aspp", "logits", "probs")
 OUTPUT_STRIDE = 8
 
 
@@ -133,7 +133,8 @@ class SegNet(nn.Module):
         """Feature map of ``layer`` at output stride 8: (B, aspp_channels or num_classes, H/8, W/8).
 
         ``"aspp"``: the final feature map before the classifier (ASPP + 3×3 head);
-        ``"logits"``: class scores before upsampling.
+        ``"logits"``: class scores before upsampling; ``"probs"``: their softmax over classes (the predicted
+        layout, each pixel's vector sums to 1).
         """
         if layer not in SEG_FEATURE_LAYERS:
             raise ValueError(f"unknown segmentation feature layer '{layer}'; choose one of {list(SEG_FEATURE_LAYERS)}")
@@ -141,7 +142,10 @@ class SegNet(nn.Module):
             raise ValueError(f"SegNet expects images (B, 3, H, W) with H, W multiples of {OUTPUT_STRIDE}, got {tuple(x.shape)}")
         h = self.stages(self.stem(x * 2.0 - 1.0))  # (B, w3, H/8, W/8)
         h = self.head(self.aspp(h))  # (B, A, H/8, W/8)
-        return h if layer == "aspp" else self.classifier(h)
+        if layer == "aspp":
+            return h
+        logits = self.classifier(h)
+        return logits if layer == "logits" else logits.softmax(1)
 
     def features(self, x: torch.Tensor, layer: str = "aspp") -> torch.Tensor:
         """Flattened :meth:`feature_maps` (B, F) for the content loss; F = 64·H/8·W/8 for "aspp" by default."""
