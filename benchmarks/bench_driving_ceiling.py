@@ -15,8 +15,12 @@ domain. ``--attrs`` picks the attribute rows the training set is rendered from:
 ``--set NAME=U`` overrides one attribute in every row with the unit-cube value ``U`` in [0, 1] (repeatable),
 to see which attributes move the score. Each row is rendered ``renders_per_target`` times at the engine's
 resolution and a segmenter is trained with the run's fixed recipe, once per ``--seeds`` (segmenter seed and
-render seed both change); prints the mIoU on the run's test split per seed, their mean, and the mean
-unit-cube |error| of the rows against the true attributes.
+render seed both change; ``--seeds 0`` trains none); prints the mIoU on the run's test split per seed, their mean,
+and the mean unit-cube |error| of the rows against the true attributes. It also prints the rows' distance to
+X_t as the fitting sees it: unbiased MMD² between F's features (the run's ``task_initial`` segmenter, layers
+"aspp" and "probs") of the rows rendered once at the fitting resolution and of the targets, the Gaussian
+bandwidth fixed per layer by the median pairwise distance among the targets' features (so it is the same for
+every ``--attrs``).
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import torch
 from safetensors.torch import load_file
 
 from scenefit.engines.street import StreetEngine
-from scenefit.experiments.driving import SCALES, attribute_mae, load_fit, ours_attributes, train_and_score
+from scenefit.experiments.driving import SCALES, FitFeatures, attribute_mae, load_fit, ours_attributes, train_and_score
+from scenefit.metrics import median_bandwidth, mmd2
+from scenefit.segmentation import load_segmenter
 
 ATTRS = ("truth", "ours", "ours-per-target", "metasim", "centre")
 
@@ -78,6 +84,16 @@ def main() -> None:
         print(f"run {args.run} (scale {sc.name}), rows '{args.attrs}' {args.set or ''}, {attrs.shape[0]} x "
               f"{sc.renders_per_target} images, unit-cube MAE vs truth {attribute_mae(space, attrs, true):.4f}, "
               f"torch threads {args.threads}")
+        net = load_segmenter(args.run / "task_initial.safetensors", "cpu")
+        size = (sc.height // sc.fit_factor, sc.width // sc.fit_factor)
+        with StreetEngine(height=size[0], width=size[1]) as fit_engine, torch.no_grad():
+            low = fit_engine.render_seeded(attrs, torch.arange(attrs.shape[0]) + 777)["image"]
+        n = data["target_image"].shape[0]
+        for layer in ("aspp", "probs"):
+            feats = FitFeatures(net, size, layer)
+            f_t, f_r = feats.batched(data["target_image"]).double(), feats.batched(low).double()
+            sigma = median_bandwidth(f_t[: n // 2], f_t[n // 2 :])
+            print(f"MMD² to X_t on F's '{layer}' features (sigma {sigma:.3f}): {mmd2(f_r, f_t, bandwidth=sigma):.5f}", flush=True)
         scores = []
         for k in range(args.seeds):
             t0 = time.time()
@@ -87,7 +103,8 @@ def main() -> None:
                 info = train_and_score(syn["image"], syn["label"], data, sc, 7 + k, "cpu", False, Path(tmp) / "seg.safetensors", args.attrs)
             scores.append(100 * info["miou"])
             print(f"seed {k}: mIoU {scores[-1]:.1f}%  ({time.time() - t0:.0f} s)", flush=True)
-        print(f"mean mIoU {sum(scores) / len(scores):.1f}% over {len(scores)} seed(s)")
+        if scores:
+            print(f"mean mIoU {sum(scores) / len(scores):.1f}% over {len(scores)} seed(s)")
 
 
 if __name__ == "__main__":
