@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from scenefit.attributes import AttributeSpace
 from scenefit.metrics import median_bandwidth, mmd2
@@ -62,7 +63,7 @@ def apply_shift(space: AttributeSpace, attrs: torch.Tensor, delta: dict[str, flo
 def set_level_shift(
     render: RenderSeeded, features: FeatureFn, space: AttributeSpace, attrs: torch.Tensor, target_features: torch.Tensor,
     names: tuple[str, ...] | list[str], points: int = 9, rounds: int = 1, seed: int = 0, batch: int = 256,
-    progress: Callable[[int, int], None] | None = None,
+    progress: bool = False,
 ) -> ShiftResult:
     """Choose one shared unit-cube shift of the columns ``names`` of ``attrs`` (N, D) by MMD² to the targets.
 
@@ -74,6 +75,7 @@ def set_level_shift(
             grid (``points`` >= 2), and each later round a grid of ``points`` values over +- one previous step
             around the best value.
         seed: the per-row render seeds, shared by every candidate.
+        progress: a tqdm bar over the grid points.
     """
     if not names:
         raise ValueError("set_level_shift needs at least one attribute name")
@@ -102,22 +104,21 @@ def set_level_shift(
     seen = {evaluated[0][0]}
     centre, step = tuple(0.0 for _ in names), 1.0
     grids = []
-    for r in range(rounds + 1):
+    for _ in range(rounds + 1):
         axis = torch.linspace(-step, step, points).tolist()
         grids.append(axis)
         step = 2 * step / (points - 1)  # the next round spans +- one step of this one
-    total = sum(len(g) ** len(names) for g in grids)
-    done = 0
-    for r, axis in enumerate(grids):
+    bar = tqdm(total=sum(len(g) ** len(names) for g in grids), desc=f"set-level shift ({', '.join(names)})",
+               disable=not progress, leave=False)
+    for axis in grids:
         for offs in itertools.product(axis, repeat=len(names)):
             delta = tuple(round(max(-1.0, min(1.0, c + o)), 6) for c, o in zip(centre, offs))
-            done += 1
             if delta not in seen:
                 seen.add(delta)
                 evaluated.append((delta, mmd2(feats_of(delta), f_t, bandwidth=sigma)))
-            if progress is not None:
-                progress(done, total)
+            bar.update(1)
         centre = min(evaluated, key=lambda e: e[1])[0]
+    bar.close()
     best, best_mmd = min(evaluated, key=lambda e: e[1])
     chosen = dict(zip(names, best))
     return ShiftResult(chosen, apply_shift(space, attrs, chosen), start, best_mmd, sigma, evaluated, time.time() - t0)

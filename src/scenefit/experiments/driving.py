@@ -441,7 +441,7 @@ def _run(out: Path, sc: DrivingScale, seed: int, device: str, progress: bool, ki
         t0 = time.time()
         f_t = feats.batched(data["target_image"])
         res = set_level_shift(lambda a, s: fit_engine.render_seeded(a, s)["image"], feats.batched, fit_engine.space, per_target,
-                              f_t, sc.set_level, sc.set_level_points, sc.set_level_rounds, seed + 8)
+                              f_t, sc.set_level, sc.set_level_points, sc.set_level_rounds, seed + 8, progress=progress)
         extra = {}
         if builtin:
             extra["attribute_mae_unit"] = {"before": attribute_mae(fit_engine.space, per_target, data["target_attrs"]),
