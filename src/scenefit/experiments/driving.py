@@ -45,7 +45,8 @@ content loss pins them poorly; :func:`scenefit.calibration.set_level_shift`
 adds one shared unit-cube shift to those columns of every fitted row, chosen by
 the MMD² between F's features of R's renders and of X_t (no labels). The
 ``ours_per_target`` row trains on the uncalibrated rows, so the table shows
-what the calibration adds.
+what the calibration adds. Over four quick-scale runs (docs/RESULTS.md) it added
+nothing on average (35.6% against 36.0% mIoU), so treat it as under test.
 
 Layout of ``out``::
 
