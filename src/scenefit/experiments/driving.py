@@ -29,8 +29,8 @@ the datasets every method trains on are rendered at full resolution. The paper
 uses the final feature map ("aspp": ASPP + 3×3 head); on the quick scale the
 predicted layout gave 37.9% mIoU against 36.8% (3 segmenter seeds each,
 ``benchmarks/bench_driving_ceiling.py``; a gap the size of the seed spread), so
-it is the default here. Meta-Sim
-keeps the "aspp" features for its MMD (``metasim_layer``).
+it is the default here. Meta-Sim keeps the "aspp" features for its MMD
+(``metasim_layer``).
 
 **Ours** = the paper's Algorithm 1 with two safeguards against the local minima
 the paper reports: every target starts from the ``keep`` best of ``codes`` Sobol
