@@ -11,6 +11,9 @@ domain. ``--attrs`` picks the attribute rows the training set is rendered from:
     ours-per-target  the per-target fit alone (``fitted.parquet``)
     metasim   the first ``n_targets`` rows of Meta-Sim's sampled attributes
     centre    every row at the initial scene's centre
+    initial   the initial scenes of the run's ``task`` stage (``n_targets * renders_per_target`` draws of the
+              engine's initial distribution, each rendered once): with ``--seeds`` > 1, the spread of Table 4's
+              "initial" row over segmenter and render seeds (the rows of the task stage, render seeds 404 + k)
 
 ``--set NAME=U`` overrides one attribute in every row with the unit-cube value ``U`` in [0, 1] (repeatable),
 to see which attributes move the score. Each row is rendered ``renders_per_target`` times at the engine's
@@ -42,7 +45,7 @@ from scenefit.features import content_loss
 from scenefit.metrics import median_bandwidth, mmd2
 from scenefit.segmentation import load_segmenter
 
-ATTRS = ("truth", "ours", "ours-per-target", "metasim", "centre")
+ATTRS = ("truth", "ours", "ours-per-target", "metasim", "centre", "initial")
 
 
 def rows(kind: str, run: Path, engine: StreetEngine, true: torch.Tensor) -> torch.Tensor:
@@ -56,6 +59,10 @@ def rows(kind: str, run: Path, engine: StreetEngine, true: torch.Tensor) -> torc
         return load_fit(run / "fitted.parquet", space)[0]
     if kind == "metasim":
         return load_file(str(run / "metasim_attrs.safetensors"))["attrs"][:n].clone()
+    if kind == "initial":
+        record = json.loads((run / "config.json").read_text())
+        reps = SCALES[record["scale"]].renders_per_target
+        return engine.initial_distribution(n * reps, torch.Generator().manual_seed(record["seed"] + 303))
     return engine.initial_centre()[None].repeat(n, 1)
 
 
@@ -66,6 +73,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="NAME=U", help="unit-cube value for one attribute")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the segmenters train (default cpu)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     record = json.loads((args.run / "config.json").read_text())
@@ -84,9 +92,11 @@ def main() -> None:
                 raise SystemExit(f"--set expects NAME=U with NAME one of {list(space.names)} and U in [0, 1], got '{item}'")
             unit[:, space.index(name)] = u
         attrs = space.clamp(space.denormalize(unit))
+        reps = 1 if args.attrs == "initial" else sc.renders_per_target  # the initial set holds distinct draws
+        mae = attribute_mae(space, attrs, true) if attrs.shape[0] == true.shape[0] else float("nan")
         print(f"run {args.run} (scale {sc.name}), rows '{args.attrs}' {args.set or ''}, {attrs.shape[0]} x "
-              f"{sc.renders_per_target} images, unit-cube MAE vs truth {attribute_mae(space, attrs, true):.4f}, "
-              f"torch threads {args.threads}")
+              f"{reps} images, unit-cube MAE vs truth {mae:.4f}, "
+              f"torch threads {args.threads}, segmenters on {args.device}")
         net = load_segmenter(args.run / "task_initial.safetensors", "cpu")
         size = (sc.height // sc.fit_factor, sc.width // sc.fit_factor)
         with StreetEngine(height=size[0], width=size[1]) as fit_engine, torch.no_grad():
@@ -103,9 +113,9 @@ def main() -> None:
         for k in range(args.seeds):
             t0 = time.time()
             with torch.no_grad():
-                syn = engine.render(attrs.repeat_interleave(sc.renders_per_target, 0), torch.Generator().manual_seed(404 + k))
+                syn = engine.render(attrs.repeat_interleave(reps, 0), torch.Generator().manual_seed(404 + k))
             with tempfile.TemporaryDirectory() as tmp:
-                info = train_and_score(syn["image"], syn["label"], data, sc, 7 + k, "cpu", False, Path(tmp) / "seg.safetensors", args.attrs)
+                info = train_and_score(syn["image"], syn["label"], data, sc, 7 + k, args.device, False, Path(tmp) / "seg.safetensors", args.attrs)
             scores.append(100 * info["miou"])
             print(f"seed {k}: mIoU {scores[-1]:.1f}%  ({time.time() - t0:.0f} s)", flush=True)
         if scores:
