@@ -114,6 +114,9 @@ def test_parser():
     args = p.parse_args(["driving", "--scale", "tiny", "--out", "x", "--kitti", "k", "--seed", "3"])
     assert (args.scale, args.out, str(args.kitti), args.cityscapes, args.seed, args.device) == ("tiny", "x", "k", None, 3, "cpu")
     assert args.func is cmd_experiment_driving
+    assert (args.stages, args.set_level, args.merge_from) == (None, None, [])
+    args = p.parse_args(["driving", "--out", "x", "--stages", "fit,ours", "--set-level", "none", "--merge-from", "a", "--merge-from", "b"])
+    assert (args.stages, args.set_level, [str(m) for m in args.merge_from]) == ("fit,ours", "none", ["a", "b"])
     with pytest.raises(SystemExit):
         p.parse_args(["driving", "--out", "x", "--kitti", "k", "--cityscapes", "c"])
 
@@ -124,3 +127,56 @@ def test_label_overlay_blends_and_keeps_ignored_pixels():
     out = label_overlay(img, lab, alpha=0.5)
     assert torch.allclose(out[0, :, 0, 0] * 255, torch.tensor([64.0, 32.0, 64.0]))  # half of road's (128, 64, 128)
     assert (out[0, :, 0, 1] == 0).all()
+
+
+def test_stages_run_apart_and_merge(tiny_run, tmp_path):
+    """--stages in two copies of a folder, joined by merge_stages, give the same rows as one run; calibration off."""
+    import shutil
+
+    full, res = tiny_run
+    a, b = tmp_path / "a", tmp_path / "b"
+    quiet = dict(progress=False, log=lambda s: None, set_level=())
+    with pytest.raises(ConfigError, match=r"^.*/a has no targets yet; run stage 'targets' first or leave out --stages$"):
+        run_driving_experiment(a, "tiny", stages=["fit"], **quiet)
+    with pytest.raises(ValueError, match=r"unknown stage\(s\) \['fitting'\]; choose from: targets, task, surrogate"):
+        run_driving_experiment(a, "tiny", stages=["fitting"], **quiet)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        part = run_driving_experiment(a, "tiny", stages=["targets", "task"], **quiet)
+        assert part["done"] == ["targets", "task"] and "ours_per_target" not in part["missing"]  # no ablation row when off
+        with pytest.raises(ConfigError, match=r"stage 'ours' needs stage 'calibrate', which .*/a has not finished"):
+            run_driving_experiment(a, "tiny", stages=["ours"], **quiet)
+        shutil.copytree(a, b)
+        run_driving_experiment(b, "tiny", stages=["oracle"], **quiet)
+        assert driving.merge_stages(b, a, log=lambda s: None) == ["oracle"]
+        assert driving.merge_stages(b, a, log=lambda s: None) == []  # nothing new the second time
+        out = run_driving_experiment(a, "tiny", **quiet)
+    finally:
+        torch.set_num_threads(threads)
+    # stages that do not read set_level match the one-folder run with calibration on, to the bit
+    for m in ("initial", "oracle"):
+        assert out["miou"][m] == res["miou"][m]
+    assert json.loads((a / "stages" / "fit.json").read_text())["mean_loss_r"] == json.loads((full / "stages" / "fit.json").read_text())["mean_loss_r"]
+    assert set(out["miou"]) == {"initial", "metasim", "ours", "oracle"}
+    assert [r["method"] for r in csv.DictReader((a / "table4.csv").open())] == ["oracle", "initial", "metasim", "ours"]
+    assert out["calibrate"]["delta"] == {} and out["calibrate"]["attributes"] == []
+    with driving.StreetEngine(height=64, width=160) as eng:  # off: ours trains on the fitted rows as they are
+        assert torch.equal(driving.ours_attributes(a, eng.space), driving.load_fit(a / "fitted.parquet", eng.space)[0])
+    # folders of another run do not merge
+    with pytest.raises(ConfigError, match=r"describe different runs; only folders of one run merge"):
+        driving.merge_stages(full, a)
+    cfg = json.loads((b / "config.json").read_text())
+    raw = bytearray((b / "targets.safetensors").read_bytes())
+    raw[-1] ^= 1
+    (b / "targets.safetensors").write_bytes(bytes(raw))
+    assert cfg == json.loads((a / "config.json").read_text())
+    with pytest.raises(ConfigError, match=r"b/targets\.safetensors differs from .*a/targets\.safetensors; stages computed from other inputs"):
+        driving.merge_stages(b, a)
+
+
+def test_set_level_names_are_checked_before_any_stage(tmp_path):
+    with pytest.raises(ConfigError, match=r"^set-level attribute 'lane_count' is not a continuous attribute of the street engine; "
+                                          r"choose from: camera_height, camera_pitch, "):
+        run_driving_experiment(tmp_path / "run", "tiny", progress=False, log=lambda s: None, set_level=("lane_count",))
+    assert not (tmp_path / "run").exists()

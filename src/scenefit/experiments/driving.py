@@ -7,9 +7,9 @@ Stages, each cached in ``out`` (outputs written atomically, then a marker in
     task       F: the segmenter trained on initial scenes -- Table 4's "initial scenes" row and the feature network
     surrogate  G imitating R at the fitting resolution; held-out L1 against R, the mean image and R's own noise
     fit        per target: codebook search over R's renders, refinement through G, choice verified with R
-    calibrate  set-level attributes (lighting, sky): one shared shift of the fitted rows, chosen by MMD² to X_t
-    ours       R(ξ*) (calibrated) at full resolution with labels -> ``dataset/``; segmenter with the fixed recipe
-    ours_per_target  the same without the calibration (the paper's per-target fit alone; an ablation row)
+    calibrate  optional (``set_level``, off by default): one shared shift of chosen columns of the fitted rows
+    ours       R(ξ*) (after calibrate) at full resolution with labels -> ``dataset/``; segmenter with the fixed recipe
+    ours_per_target  only with ``set_level``: the rows without the shift (the per-target fit alone; an ablation row)
     metasim    Meta-Sim with the same features, number of images and recipe
     oracle     segmenter trained on the labeled target images (the role Virtual KITTI plays in the paper)
     (report)   table4.md/.csv, results.json, figures/ -- rewritten on every call
@@ -38,15 +38,16 @@ points of the whole attribute space, rendered by R (the engine is cheap to run
 forward and sharper than G), and after the gradient steps through G the final
 ξ* is chosen among {codebook starts, refined point} by the content loss of
 R's renders (``verify_seeds`` seeds shared by the candidates of a target).
-Then a departure from the paper: the attributes in ``set_level`` (the street
-engine's ``sun_brightness`` and ``sky_color``) describe the capture conditions
-of the whole target set more than the content of one image, and the per-target
-content loss pins them poorly; :func:`scenefit.calibration.set_level_shift`
-adds one shared unit-cube shift to those columns of every fitted row, chosen by
-the MMD² between F's features of R's renders and of X_t (no labels). The
-``ours_per_target`` row trains on the uncalibrated rows, so the table shows
-what the calibration adds. Over four quick-scale runs (docs/RESULTS.md) it added
-nothing on average (35.6% against 36.0% mIoU), so treat it as under test.
+An optional departure from the paper, off by default (``set_level`` empty; the
+``--set-level`` flag turns it on): attributes such as the street engine's
+``sun_brightness`` and ``sky_color`` describe the capture conditions of the
+whole target set more than the content of one image, so
+:func:`scenefit.calibration.set_level_shift` can add one shared unit-cube shift
+to those columns of every fitted row, chosen by the MMD² between F's features
+of R's renders and of X_t (no labels); the ``ours_per_target`` row then trains
+on the unshifted rows. It lowered MMD² but cost mIoU: 35.6% against 36.0% over
+four quick-scale runs, and 43.5% against 46.7% over three segmenter seeds at
+the paper scale (docs/RESULTS.md), hence off.
 
 Layout of ``out``::
 
@@ -56,7 +57,7 @@ Layout of ``out``::
     task_initial.safetensors     F (+ .json); seg_<method>.safetensors: the other segmenters
     surrogate.safetensors        G (+ .json with its report)
     fitted.parquet               per target: fitted attributes (before calibration), chosen candidate, content losses
-    stages/calibrate.json        the set-level shift, MMD² before/after and every candidate evaluated
+    stages/calibrate.json        the set-level shift, MMD² before/after and every candidate evaluated (empty when off)
     metasim_attrs.safetensors    Meta-Sim's sampled attributes
     dataset/                     ours: PNG images + label masks + metadata.csv + manifest.json
     table4.md, table4.csv, results.json, figures/
@@ -95,6 +96,21 @@ from scenefit.street_targets import load_cityscapes, load_kitti_semantics, rende
 from scenefit.surrogate import SurrogateConfig, holdout_set, l1_error, load_surrogate, noise_floor, save_surrogate, train_surrogate
 
 METHODS = ("initial", "metasim", "ours", "ours_per_target", "oracle")
+STAGES = ("targets", "task", "surrogate", "fit", "calibrate", "ours", "ours_per_target", "metasim", "oracle")
+# the stages each stage reads: with --stages, these must be done (in this folder) first
+STAGE_NEEDS: dict[str, tuple[str, ...]] = {
+    "targets": (), "task": ("targets",), "surrogate": (), "fit": ("targets", "task", "surrogate"), "calibrate": ("fit",),
+    "ours": ("calibrate",), "ours_per_target": ("fit",), "metasim": ("task",), "oracle": ("targets",),
+}
+# the files each stage writes beside stages/<stage>.json (what to copy when merging folders run apart)
+STAGE_FILES: dict[str, tuple[str, ...]] = {
+    "targets": ("config.json", "targets.safetensors"), "task": ("task_initial.safetensors", "task_initial.json"),
+    "surrogate": ("surrogate.safetensors", "surrogate.json"), "fit": ("fitted.parquet",), "calibrate": (),
+    "ours": ("seg_ours.safetensors", "seg_ours.json", "dataset"),
+    "ours_per_target": ("seg_ours_per_target.safetensors", "seg_ours_per_target.json"),
+    "metasim": ("metasim_attrs.safetensors", "seg_metasim.safetensors", "seg_metasim.json"),
+    "oracle": ("seg_oracle.safetensors", "seg_oracle.json"),
+}
 
 
 @dataclass(frozen=True)
@@ -120,7 +136,8 @@ class DrivingScale:
         0.065 stop, so G trains its full step budget); codes, keep: codebook size and starts kept per target;
     verify_seeds: R renders per candidate in the final choice; fit: refinement through G; metasim: its budget.
     set_level: attributes calibrated once for the whole target set (:mod:`scenefit.calibration`), searched on a
-        grid of ``set_level_points`` shifts per attribute in [-1, 1] (unit cube), then ``set_level_rounds`` finer grids.
+        grid of ``set_level_points`` shifts per attribute in [-1, 1] (unit cube), then ``set_level_rounds`` finer grids;
+        empty (quick, paper): no calibration and no ``ours_per_target`` row. Tiny keeps it on to test the code path.
     """
 
     name: str
@@ -139,7 +156,7 @@ class DrivingScale:
     metasim: MetaSimBudget
     layer: str = "probs"
     metasim_layer: str = "aspp"
-    set_level: tuple[str, ...] = ("sun_brightness", "sky_color")
+    set_level: tuple[str, ...] = ()
     set_level_points: int = 9
     set_level_rounds: int = 1
 
@@ -147,13 +164,24 @@ class DrivingScale:
     def n_synthetic(self) -> int:
         return self.n_targets * self.renders_per_target
 
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages a run of this scale has (``ours_per_target`` only with a set-level calibration)."""
+        return STAGES if self.set_level else tuple(s for s in STAGES if s != "ours_per_target")
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Table 4's rows for this scale."""
+        return METHODS if self.set_level else tuple(m for m in METHODS if m != "ours_per_target")
+
 
 SCALES: dict[str, DrivingScale] = {
     "tiny": DrivingScale(
         "tiny", 64, 160, 2, n_targets=12, n_test=8, renders_per_target=1, seg=SegRecipe(epochs=1, batch_size=6),
         surrogate=SurrogateConfig(hidden=32, base_channels=16, num_upsamples=8, target_l1=0.0, batch_size=8, max_steps=3, eval_every=3, holdout=8),
         codes=24, keep=2, verify_seeds=1, fit=FitConfig(method="codebook", steps=2, lr=0.02, chunk=16, layer="probs"),
-        metasim=MetaSimBudget(iterations=2, batch=4, num_real=8, lr=0.01), set_level_points=3, set_level_rounds=0,
+        metasim=MetaSimBudget(iterations=2, batch=4, num_real=8, lr=0.01),
+        set_level=("sun_brightness", "sky_color"), set_level_points=3, set_level_rounds=0,
     ),
     "quick": DrivingScale(
         "quick", 96, 320, 2, n_targets=200, n_test=100, renders_per_target=2, seg=SegRecipe(epochs=5, batch_size=16),
@@ -354,12 +382,66 @@ def attribute_mae(space, attrs: torch.Tensor, true: torch.Tensor) -> float:
     return (space.normalize(attrs)[:, cols] - space.normalize(true)[:, cols]).abs().mean().item()
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def merge_stages(src: str | Path, dst: str | Path, log: Callable[[str], None] = print) -> list[str]:
+    """Copy into run folder ``dst`` every stage that ``src`` finished and ``dst`` has not (its files, then its marker).
+
+    Both folders must hold the same run: equal ``config.json`` and byte-identical ``targets.safetensors``, and
+    ``task_initial.safetensors`` too when both have F, else ``ConfigError`` naming the file. Returns the stages copied.
+    """
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    for folder in (src, dst):
+        if not (folder / "stages" / "targets.json").is_file():
+            raise ConfigError(f"{folder} is not a driving run folder with finished targets (no stages/targets.json)")
+    if json.loads((src / "config.json").read_text()) != json.loads((dst / "config.json").read_text()):
+        raise ConfigError(f"{src / 'config.json'} and {dst / 'config.json'} describe different runs; only folders of one run merge")
+    checks = ["targets.safetensors"] + (["task_initial.safetensors"] if _Stages(src).done("task") and _Stages(dst).done("task") else [])
+    for name in checks:
+        if _sha256(src / name) != _sha256(dst / name):
+            raise ConfigError(f"{src / name} differs from {dst / name}; stages computed from other inputs do not merge")
+    s_src, s_dst, copied = _Stages(src), _Stages(dst), []
+    for stage in STAGES:
+        if not s_src.done(stage) or s_dst.done(stage):
+            continue
+        for name in STAGE_FILES[stage]:
+            a, b = src / name, dst / name
+            if a.is_dir():
+                shutil.rmtree(b, ignore_errors=True)
+                shutil.copytree(a, b)
+            elif a.is_file():
+                shutil.copy2(a, b)
+            else:
+                raise ConfigError(f"{src} marks stage '{stage}' done but lacks its file {a}")
+        s_dst.mark(stage, s_src.info(stage))  # the marker last, so a failed copy leaves the stage undone
+        copied.append(stage)
+    log(f"[driving] merged from {src} into {dst}: {', '.join(copied) or 'nothing new'}")
+    return copied
+
+
 # ------------------------------------------------------------------------------------------- the run
 def run_driving_experiment(
     out: str | Path, scale: str = "quick", seed: int = 0, device: str = "cpu", progress: bool = True,
     kitti: str | Path | None = None, cityscapes: str | Path | None = None, log: Callable[[str], None] = print,
+    stages: tuple[str, ...] | list[str] | None = None, set_level: tuple[str, ...] | list[str] | None = None,
 ) -> dict:
     """Run (or resume) Table 4 into ``out``; returns the ``results.json`` content.
+
+    ``stages``: run only these (names in :data:`STAGES`; the stages they read must be done in ``out``), so
+    several folders can run stages at once and :func:`merge_stages` joins them; the table is written once every
+    stage is done, and until then the return value lists ``done`` and ``missing`` stages.
+    ``set_level``: continuous attributes for the set-level calibration, replacing the scale's (``()`` turns it off);
+    part of ``config.json``, so a folder resumes only with the same choice.
 
     ``kitti``: a KITTI semantics folder (``image_2/`` + ``semantic/``), split by ``seed`` into X_t and a test
     split of ``n_test``; ``cityscapes``: a Cityscapes root (X_t from ``train``, test from ``val``); neither: the
@@ -371,151 +453,222 @@ def run_driving_experiment(
         raise ValueError("pass either kitti or cityscapes targets, not both")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{device}' was asked for, but torch sees no CUDA device")
+    if stages is not None:
+        bad = [x for x in stages if x not in STAGES]
+        if bad or not stages:
+            raise ValueError(f"unknown stage(s) {bad or stages!r}; choose from: {', '.join(STAGES)}")
+        stages = tuple(stages)
     sc, out = SCALES[scale], Path(out)
+    if set_level is not None:
+        sc = dataclasses.replace(sc, set_level=tuple(set_level))
     kitti, cityscapes = (Path(p) if p is not None else None for p in (kitti, cityscapes))
     record = _record(sc, seed, kitti, cityscapes)
     _check_record(out, record)
     with StreetEngine(height=sc.height, width=sc.width) as engine, \
             StreetEngine(height=sc.height // sc.fit_factor, width=sc.width // sc.fit_factor) as fit_engine:
-        return _run(out, sc, seed, device, progress, kitti, cityscapes, record, engine, fit_engine, log)
+        known = [x.name for x in engine.space if not x.categorical]
+        for name in sc.set_level:  # checked before any stage runs
+            if name not in known:
+                raise ConfigError(f"set-level attribute '{name}' is not a continuous attribute of the street engine; "
+                                  f"choose from: {', '.join(known)}")
+        return _run(out, sc, seed, device, progress, kitti, cityscapes, record, engine, fit_engine, log, stages)
 
 
 def _run(out: Path, sc: DrivingScale, seed: int, device: str, progress: bool, kitti: Path | None, cityscapes: Path | None,
-         record: dict, engine: StreetEngine, fit_engine: StreetEngine, log: Callable[[str], None]) -> dict:
-    """The stages of :func:`run_driving_experiment`; ``fit_engine`` is ``engine`` at the fitting resolution."""
+         record: dict, engine: StreetEngine, fit_engine: StreetEngine, log: Callable[[str], None],
+         only: tuple[str, ...] | None = None) -> dict:
+    """The stages of :func:`run_driving_experiment`; ``fit_engine`` is ``engine`` at the fitting resolution.
+
+    ``only``: run just these stages (the ones they need must be done already); None runs every missing one.
+    """
     st = _Stages(out)
     seg_seed = seed + 7  # one initialization for every Table 4 segmenter
+    cache: dict = {}
+
+    def todo(stage: str) -> bool:
+        """Whether ``stage`` runs now: not done yet, and asked for; a stage it needs must be done by then."""
+        if st.done(stage) or stage not in sc.stages or (only is not None and stage not in only):
+            return False
+        for need in STAGE_NEEDS[stage]:
+            if not st.done(need):
+                raise ConfigError(f"stage '{stage}' needs stage '{need}', which {out} has not finished; "
+                                  f"run '{need}' first or leave out --stages")
+        return True
+
+    def data() -> dict:
+        if "data" not in cache:
+            cache["data"] = load_file(str(out / "targets.safetensors"))
+            d = cache["data"]
+            log(f"[driving] targets: {d['target_image'].shape[0]} X_t, {d['test_image'].shape[0]} test ({record['targets']['kind']})")
+        return cache["data"]
+
+    def feats() -> FitFeatures:
+        if "feats" not in cache:
+            cache["net"] = load_segmenter(out / "task_initial.safetensors", device)
+            cache["feats"] = FitFeatures(cache["net"], (fit_engine.height, fit_engine.width), sc.layer)
+            log(f"[driving] F (initial scenes): mIoU {100 * st.info('task')['miou']:.1f}%")
+        return cache["feats"]
+
+    def surrogate():
+        if "G" not in cache:
+            cache["G"] = load_surrogate(out / "surrogate.safetensors", fit_engine, device)
+            srep = st.info("surrogate")
+            log(f"[driving] G at {fit_engine.height}x{fit_engine.width}: held-out L1 {srep['heldout_l1']:.4f} "
+                f"(mean image {srep['mean_image_l1']:.4f}, R noise floor {srep['noise_floor']:.4f})")
+        return cache["G"]
+
+    def per_target() -> tuple[torch.Tensor, torch.Tensor]:
+        if "fit" not in cache:
+            cache["fit"] = load_fit(out / "fitted.parquet", fit_engine.space)
+            log(f"[driving] fit: mean content loss (R) {cache['fit'][1].mean():.4f}; refined chosen for "
+                f"{st.info('fit')['chosen_refined']} targets")
+        return cache["fit"]
+
+    def fitted() -> torch.Tensor:
+        cal = st.info("calibrate")
+        return apply_shift(fit_engine.space, per_target()[0], cal["delta"])
 
     # targets: loaded before anything is written, so a bad folder leaves no trace
-    if not st.done("targets"):
+    if todo("targets"):
         t0 = time.time()
-        data = load_targets(sc, seed, kitti, cityscapes, engine)
+        d = load_targets(sc, seed, kitti, cityscapes, engine)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", record)
-        save_tensors(out / "targets.safetensors", data)
-        st.mark("targets", {"seconds": time.time() - t0, "n_targets": int(data["target_image"].shape[0]),
-                            "n_test": int(data["test_image"].shape[0]), "source": record["targets"]})
-    data = load_file(str(out / "targets.safetensors"))
-    builtin = "target_attrs" in data
-    log(f"[driving] targets: {data['target_image'].shape[0]} X_t, {data['test_image'].shape[0]} test ({record['targets']['kind']})")
+        save_tensors(out / "targets.safetensors", d)
+        st.mark("targets", {"seconds": time.time() - t0, "n_targets": int(d["target_image"].shape[0]),
+                            "n_test": int(d["test_image"].shape[0]), "source": record["targets"]})
+        del d
+    if not st.done("targets"):
+        raise ConfigError(f"{out} has no targets yet; run stage 'targets' first or leave out --stages")
+    builtin = record["targets"]["kind"] == "builtin"
+    n_syn = st.info("targets")["n_targets"] * sc.renders_per_target  # every method's training-set size
 
-    n_syn = data["target_image"].shape[0] * sc.renders_per_target  # every method's training-set size (fewer targets in a small folder)
-    if not st.done("task"):
+    if todo("task"):
         t0 = time.time()
         init = initial_set(engine, n_syn, seed + 303)
-        info = train_and_score(init["image"], init["label"], data, sc, seg_seed, device, progress, out / "task_initial.safetensors", "F (initial scenes)")
+        info = train_and_score(init["image"], init["label"], data(), sc, seg_seed, device, progress, out / "task_initial.safetensors", "F (initial scenes)")
         st.mark("task", {**info, "seconds": time.time() - t0})
-    net = load_segmenter(out / "task_initial.safetensors", device)
-    feats = FitFeatures(net, (fit_engine.height, fit_engine.width), sc.layer)
-    log(f"[driving] F (initial scenes): mIoU {100 * st.info('task')['miou']:.1f}%")
+        del init
 
-    if not st.done("surrogate"):
+    if todo("surrogate"):
         t0 = time.time()
         G, train_rep = train_surrogate(fit_engine, sc.surrogate, seed + 2, device, progress)
         rep = {**surrogate_report(G, fit_engine, sc.surrogate.holdout, seed + 20), "steps": train_rep["steps"],
                "train_seconds": train_rep["seconds"], "curve": train_rep["curve"], "config": dataclasses.asdict(sc.surrogate)}
         save_surrogate(out / "surrogate.safetensors", G, fit_engine, rep)
         st.mark("surrogate", {**rep, "seconds": time.time() - t0})
-    G = load_surrogate(out / "surrogate.safetensors", fit_engine, device)
-    srep = st.info("surrogate")
-    log(f"[driving] G at {fit_engine.height}x{fit_engine.width}: held-out L1 {srep['heldout_l1']:.4f} "
-        f"(mean image {srep['mean_image_l1']:.4f}, R noise floor {srep['noise_floor']:.4f})")
 
-    if not st.done("fit"):
+    if todo("fit"):
         t0 = time.time()
-        attrs, info = fit_targets(sc, fit_engine, G, feats, data["target_image"], seed + 3, progress)
+        d = data()
+        attrs, info = fit_targets(sc, fit_engine, surrogate(), feats(), d["target_image"], seed + 3, progress)
         _save_fit(out / "fitted.parquet", fit_engine.space, attrs, info)
         counts = torch.bincount(info["chosen"], minlength=sc.keep + 1).tolist()
         extra = {}
         if builtin:  # how close ξ* is to the targets' true attributes, against the initial scenes' centre
-            true, space = data["target_attrs"], fit_engine.space
+            true, space = d["target_attrs"], fit_engine.space
             centre = fit_engine.initial_centre()[None].expand_as(true)
             extra["attribute_mae_unit"] = {"ours": attribute_mae(space, attrs, true), "initial_centre": attribute_mae(space, centre, true)}
         st.mark("fit", {"seconds": time.time() - t0, "gradient_seconds": info["fit_seconds"], "codes": sc.codes, "keep": sc.keep,
                         "chosen_codebook": sum(counts[:-1]), "chosen_refined": counts[-1],
                         "mean_loss_r": info["loss_r"].gather(1, info["chosen"][:, None]).mean().item(),
                         "mean_loss_r_best_code": info["loss_r"][:, 0].mean().item(), **extra})
-    per_target, loss_r = load_fit(out / "fitted.parquet", fit_engine.space)
-    log(f"[driving] fit: mean content loss (R) {loss_r.mean():.4f}; refined chosen for {st.info('fit')['chosen_refined']} targets")
 
-    if not st.done("calibrate"):
+    if todo("calibrate") and not sc.set_level:  # off: the rows stay as fitted
+        st.mark("calibrate", {"seconds": 0.0, "attributes": [], "delta": {}, "mmd2_start": None, "mmd2_best": None,
+                              "bandwidth": None, "evaluated": []})
+    if todo("calibrate"):
         t0 = time.time()
-        f_t = feats.batched(data["target_image"])
-        res = set_level_shift(lambda a, s: fit_engine.render_seeded(a, s)["image"], feats.batched, fit_engine.space, per_target,
+        d, rows = data(), per_target()[0]
+        f_t = feats().batched(d["target_image"])
+        res = set_level_shift(lambda a, s: fit_engine.render_seeded(a, s)["image"], feats().batched, fit_engine.space, rows,
                               f_t, sc.set_level, sc.set_level_points, sc.set_level_rounds, seed + 8, progress=progress)
         extra = {}
         if builtin:
-            extra["attribute_mae_unit"] = {"before": attribute_mae(fit_engine.space, per_target, data["target_attrs"]),
-                                           "after": attribute_mae(fit_engine.space, res.attrs, data["target_attrs"])}
+            extra["attribute_mae_unit"] = {"before": attribute_mae(fit_engine.space, rows, d["target_attrs"]),
+                                           "after": attribute_mae(fit_engine.space, res.attrs, d["target_attrs"])}
         st.mark("calibrate", {"seconds": time.time() - t0, "attributes": list(sc.set_level), "delta": res.delta,
                               "mmd2_start": res.mmd2_start, "mmd2_best": res.mmd2_best, "bandwidth": res.bandwidth,
-                              "evaluated": [[list(d), m] for d, m in res.evaluated], **extra})
-    cal = st.info("calibrate")
-    fitted = apply_shift(fit_engine.space, per_target, cal["delta"])
-    log(f"[driving] set-level shift {cal['delta']}: MMD² {cal['mmd2_start']:.4f} -> {cal['mmd2_best']:.4f}")
+                              "evaluated": [[list(dl), m] for dl, m in res.evaluated], **extra})
+        cal = st.info("calibrate")
+        log(f"[driving] set-level shift {cal['delta']}: MMD² {cal['mmd2_start']:.4f} -> {cal['mmd2_best']:.4f}")
 
-    if not st.done("ours"):
+    if todo("ours"):
         t0 = time.time()
-        rep_attrs = fitted.repeat_interleave(sc.renders_per_target, 0)
+        loss_r = per_target()[1]
+        rows = fitted()
+        rep_attrs = rows.repeat_interleave(sc.renders_per_target, 0)
         with torch.no_grad():
             syn = engine.render(rep_attrs, torch.Generator().manual_seed(seed + 404))
-        names = [f"target_{i:06d}" for i in range(fitted.shape[0]) for _ in range(sc.renders_per_target)]
+        names = [f"target_{i:06d}" for i in range(rows.shape[0]) for _ in range(sc.renders_per_target)]
         export_dataset(out / "dataset", syn["image"], syn["label"], rep_attrs, engine.space,
                        {"experiment": "driving", **record, "engine": engine.describe()}, targets=names,
                        fit_loss=loss_r.repeat_interleave(sc.renders_per_target), overwrite=True, progress=progress)
-        info = train_and_score(syn["image"], syn["label"], data, sc, seg_seed, device, progress, out / "seg_ours.safetensors", "ours")
+        info = train_and_score(syn["image"], syn["label"], data(), sc, seg_seed, device, progress, out / "seg_ours.safetensors", "ours")
         st.mark("ours", {**info, "seconds": time.time() - t0})
         del syn
-    log(f"[driving] ours: mIoU {100 * st.info('ours')['miou']:.1f}%")
+        log(f"[driving] ours: mIoU {100 * st.info('ours')['miou']:.1f}%")
 
-    if not st.done("ours_per_target"):  # ablation: the same rows and render seed without the set-level shift
+    if todo("ours_per_target"):  # ablation: the same rows and render seed without the set-level shift
         t0 = time.time()
         with torch.no_grad():
-            syn = engine.render(per_target.repeat_interleave(sc.renders_per_target, 0), torch.Generator().manual_seed(seed + 404))
-        info = train_and_score(syn["image"], syn["label"], data, sc, seg_seed, device, progress, out / "seg_ours_per_target.safetensors",
+            syn = engine.render(per_target()[0].repeat_interleave(sc.renders_per_target, 0), torch.Generator().manual_seed(seed + 404))
+        info = train_and_score(syn["image"], syn["label"], data(), sc, seg_seed, device, progress, out / "seg_ours_per_target.safetensors",
                                "ours, per-target fit only")
         st.mark("ours_per_target", {**info, "seconds": time.time() - t0})
         del syn
-    log(f"[driving] ours, per-target fit only: mIoU {100 * st.info('ours_per_target')['miou']:.1f}%")
+        log(f"[driving] ours, per-target fit only: mIoU {100 * st.info('ours_per_target')['miou']:.1f}%")
 
-    if not st.done("metasim"):
+    if todo("metasim"):
         t0 = time.time()
+        d = data()
         method = make_baseline("metasim", sc.name, **dataclasses.asdict(sc.metasim))
-        ms_feats = FitFeatures(net, feats.size, sc.metasim_layer)
+        ms_feats = FitFeatures(feats().net, feats().size, sc.metasim_layer)
         cpu_feats = lambda x: ms_feats(x).cpu()  # noqa: E731
-        rep = method.fit(fit_engine, lambda k, g: engine.initial_distribution(k, g), F.interpolate(data["target_image"], size=feats.size, mode="area"),
+        rep = method.fit(fit_engine, lambda k, g: engine.initial_distribution(k, g), F.interpolate(d["target_image"], size=ms_feats.size, mode="area"),
                          cpu_feats, torch.Generator().manual_seed(seed + 5), progress)
         attrs = method.sample(n_syn, torch.Generator().manual_seed(seed + 6))
         save_tensors(out / "metasim_attrs.safetensors", {"attrs": attrs})
         fit_s = time.time() - t0
         with torch.no_grad():
             syn = engine.render(attrs, torch.Generator().manual_seed(seed + 505))
-        info = train_and_score(syn["image"], syn["label"], data, sc, seg_seed, device, progress, out / "seg_metasim.safetensors", "Meta-Sim")
+        info = train_and_score(syn["image"], syn["label"], d, sc, seg_seed, device, progress, out / "seg_metasim.safetensors", "Meta-Sim")
         st.mark("metasim", {**info, "seconds": time.time() - t0, "fit_seconds": fit_s, "mmd2_first": rep["curve"][0], "mmd2_last": rep["curve"][-1],
                             "budget": dataclasses.asdict(sc.metasim)})
         del syn
-    log(f"[driving] Meta-Sim: mIoU {100 * st.info('metasim')['miou']:.1f}%")
+        log(f"[driving] Meta-Sim: mIoU {100 * st.info('metasim')['miou']:.1f}%")
 
-    if not st.done("oracle"):
+    if todo("oracle"):
         t0 = time.time()
+        d = data()
         reps = sc.renders_per_target  # X_t tiled: the same number of training images (and steps) as the synthetic sets
-        info = train_and_score(data["target_image"].repeat(reps, 1, 1, 1), data["target_label"].repeat(reps, 1, 1), data, sc,
+        info = train_and_score(d["target_image"].repeat(reps, 1, 1, 1), d["target_label"].repeat(reps, 1, 1), d, sc,
                                seg_seed, device, progress, out / "seg_oracle.safetensors", "oracle (labeled X_t)")
         st.mark("oracle", {**info, "seconds": time.time() - t0, "repeats": reps})
-    log(f"[driving] oracle: mIoU {100 * st.info('oracle')['miou']:.1f}%")
+        log(f"[driving] oracle: mIoU {100 * st.info('oracle')['miou']:.1f}%")
 
-    rows = {m: st.info("task" if m == "initial" else m) for m in METHODS}
-    stages = ("targets", "task", "surrogate", "fit", "calibrate", "ours", "ours_per_target", "metasim", "oracle")
+    missing = [s for s in sc.stages if not st.done(s)]
+    if missing:  # a --stages run: the table waits for the rest
+        done = [s for s in sc.stages if st.done(s)]
+        log(f"[driving] {out}: stages done: {', '.join(done)}; still to run: {', '.join(missing)}")
+        return {"experiment": "driving", "scale": sc.name, "seed": seed, "done": done, "missing": missing}
+    for s in sc.stages:
+        if s != "targets":
+            log(f"[driving] {s}: mIoU {100 * st.info(s)['miou']:.1f}%" if "miou" in st.info(s) else f"[driving] {s}: done")
+    srep, cal = st.info("surrogate"), st.info("calibrate")
+    d, G = data(), surrogate()
+    rows = {m: st.info("task" if m == "initial" else m) for m in sc.methods}
+    stages = sc.stages
     results = {
         "experiment": "driving", "scale": sc.name, "seed": seed, "targets": record["targets"], "scale_config": record["scale_config"],
         "fit_resolution": [fit_engine.height, fit_engine.width], "feature_layer": sc.layer, "metasim_layer": sc.metasim_layer,
-        "miou": {m: rows[m]["miou"] for m in METHODS},
-        "per_class": {m: rows[m]["per_class"] for m in METHODS}, "classes": rows["initial"]["classes"],
+        "miou": {m: rows[m]["miou"] for m in sc.methods},
+        "per_class": {m: rows[m]["per_class"] for m in sc.methods}, "classes": rows["initial"]["classes"],
         "paper": {m: v[1] for m, v in PAPER_TABLE4.items()},
         "surrogate": {k: srep[k] for k in ("heldout_l1", "mean_image_l1", "noise_floor", "steps", "resolution")},
         "fit": st.info("fit"), "calibrate": {k: v for k, v in cal.items() if k != "evaluated"},
         "stages": {s: st.info(s) for s in stages}, "seconds": {s: st.info(s)["seconds"] for s in stages},
     }
-    write_outputs(out, results, data, engine, fit_engine, G, fitted, seed, log)
+    write_outputs(out, results, d, engine, fit_engine, G, fitted(), seed, log)
     write_json(out / "results.json", results)
     return results

@@ -30,10 +30,15 @@ ROW_NAMES = {"initial": "Initial scenes", "metasim": "Learnt scenes by Meta-Sim"
 ORDER = ("oracle", "initial", "metasim", "ours", "ours_per_target")  # the paper's row order, then our ablation
 
 
+def _order(results: dict) -> list[str]:
+    """The rows of ``results`` in table order (``ours_per_target`` exists only with a set-level calibration)."""
+    return [m for m in ORDER if m in results["miou"]]
+
+
 def table4_rows(results: dict) -> list[dict]:
     """One row per method: name, measured mIoU (%), the paper's row and its mIoU (%), training images."""
     rows = []
-    for m in ORDER:
+    for m in _order(results):
         st = results["stages"]["task" if m == "initial" else m]
         paper_name, paper_miou = PAPER_TABLE4.get(m, ("–", None))
         rows.append({"method": m, "data": ROW_NAMES[m], "miou_percent": round(100 * results["miou"][m], 2), "images": st["images"],
@@ -102,10 +107,11 @@ def per_class_chart(results: dict, path: Path) -> Path:
     """Grouped bars: IoU per class present in the test labels, one bar per training set."""
     classes = results["classes"]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(classes) + 1.5), 3.2))
-    width = 0.8 / len(ORDER)
-    for j, m in enumerate(ORDER):
+    order = _order(results)
+    width = 0.8 / len(order)
+    for j, m in enumerate(order):
         vals = [results["per_class"][m].get(c) or 0.0 for c in classes]
-        ax.bar([i + (j - (len(ORDER) - 1) / 2) * width for i in range(len(classes))], [100 * v for v in vals], width,
+        ax.bar([i + (j - (len(order) - 1) / 2) * width for i in range(len(classes))], [100 * v for v in vals], width,
                label=f"{ROW_NAMES[m]} ({100 * results['miou'][m]:.1f})")
     ax.set_xticks(range(len(classes)))
     ax.set_xticklabels(classes, rotation=30, ha="right", fontsize=8)
