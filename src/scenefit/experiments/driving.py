@@ -14,6 +14,10 @@ Stages, each cached in ``out`` (outputs written atomically, then a marker in
     oracle     segmenter trained on the labeled target images (the role Virtual KITTI plays in the paper)
     (report)   table4.md/.csv, results.json, figures/ -- rewritten on every call
 
+``stages=`` (CLI ``--stages``) runs only the named stages, once the stages they read (:data:`STAGE_NEEDS`) are
+done, so copies of one folder can run independent stages at once, on one machine or several;
+:func:`merge_stages` (CLI ``--merge-from``) copies the finished ones back into one folder.
+
 **Fitting resolution.** Fitting, Meta-Sim and the surrogate work at ``1/fit_factor``
 of the engine's resolution (48×160 for the default 96×320): G then has the
 paper's 2 FC + 8 transposed convolutions (4 doubling ones from 3×10, 4 at
