@@ -72,6 +72,7 @@ def main() -> None:
     p.add_argument("--attrs", choices=ATTRS, default="truth")
     p.add_argument("--set", action="append", default=[], metavar="NAME=U", help="unit-cube value for one attribute")
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed + seeds - 1 (default 0)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the segmenters train (default cpu)")
     args = p.parse_args()
@@ -110,7 +111,7 @@ def main() -> None:
             print(f"MMD² to X_t on F's '{layer}' features (sigma {sigma:.3f}): {mmd2(f_r, f_t, bandwidth=sigma):.5f}; "
                   f"mean content loss of row i against target i: {pair:.4f}", flush=True)
         scores = []
-        for k in range(args.seeds):
+        for k in range(args.first_seed, args.first_seed + args.seeds):
             t0 = time.time()
             with torch.no_grad():
                 syn = engine.render(attrs.repeat_interleave(reps, 0), torch.Generator().manual_seed(404 + k))
