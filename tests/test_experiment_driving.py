@@ -180,3 +180,17 @@ def test_set_level_names_are_checked_before_any_stage(tmp_path):
                                           r"choose from: camera_height, camera_pitch, "):
         run_driving_experiment(tmp_path / "run", "tiny", progress=False, log=lambda s: None, set_level=("lane_count",))
     assert not (tmp_path / "run").exists()
+
+
+def test_table4_markdown_rounds_once():
+    from scenefit.experiments.driving_figures import table4_csv, table4_markdown
+
+    methods = ("initial", "metasim", "ours", "oracle")
+    res = {"miou": {"initial": 0.4959499, "metasim": 0.1195819, "ours": 0.4425881, "oracle": 0.6585254},
+           "stages": {("task" if m == "initial" else m): {"images": 2000} for m in methods},
+           "surrogate": {"resolution": [48, 160], "heldout_l1": 0.101, "mean_image_l1": 0.148, "noise_floor": 0.131, "steps": 6000},
+           "targets": {"kind": "builtin"}, "scale": "paper", "seed": 0, "classes": ["road"], "seconds": {"task": 1.0}}
+    md = table4_markdown(res)
+    assert "| Oracle: labeled target images | 65.9 | 2000 | VKITTI | 46.9 |" in md  # 65.85254 rounded once, not 65.85 -> 65.8
+    assert "| Learnt scenes by Ours | 44.3 | 2000 | Learnt scenes by Ours | 39.1 |" in md
+    assert "ours_per_target" not in table4_csv(res) and "oracle,Oracle: labeled target images,65.85,2000" in table4_csv(res)
