@@ -581,7 +581,7 @@ def _run(out: Path, sc: DrivingScale, seed: int, device: str, progress: bool, ki
     if todo("calibrate") and not sc.set_level:  # off: the rows stay as fitted
         st.mark("calibrate", {"seconds": 0.0, "attributes": [], "delta": {}, "mmd2_start": None, "mmd2_best": None,
                               "bandwidth": None, "evaluated": []})
-    if todo("calibrate"):
+    elif todo("calibrate"):
         t0 = time.time()
         d, rows = data(), per_target()[0]
         f_t = feats().batched(d["target_image"])
@@ -656,13 +656,11 @@ def _run(out: Path, sc: DrivingScale, seed: int, device: str, progress: bool, ki
         done = [s for s in sc.stages if st.done(s)]
         log(f"[driving] {out}: stages done: {', '.join(done)}; still to run: {', '.join(missing)}")
         return {"experiment": "driving", "scale": sc.name, "seed": seed, "done": done, "missing": missing}
-    for s in sc.stages:
-        if s != "targets":
-            log(f"[driving] {s}: mIoU {100 * st.info(s)['miou']:.1f}%" if "miou" in st.info(s) else f"[driving] {s}: done")
+    for s in sc.methods:
+        log(f"[driving] {s}: mIoU {100 * st.info('task' if s == 'initial' else s)['miou']:.1f}%")
     srep, cal = st.info("surrogate"), st.info("calibrate")
     d, G = data(), surrogate()
     rows = {m: st.info("task" if m == "initial" else m) for m in sc.methods}
-    stages = sc.stages
     results = {
         "experiment": "driving", "scale": sc.name, "seed": seed, "targets": record["targets"], "scale_config": record["scale_config"],
         "fit_resolution": [fit_engine.height, fit_engine.width], "feature_layer": sc.layer, "metasim_layer": sc.metasim_layer,
@@ -671,7 +669,7 @@ def _run(out: Path, sc: DrivingScale, seed: int, device: str, progress: bool, ki
         "paper": {m: v[1] for m, v in PAPER_TABLE4.items()},
         "surrogate": {k: srep[k] for k in ("heldout_l1", "mean_image_l1", "noise_floor", "steps", "resolution")},
         "fit": st.info("fit"), "calibrate": {k: v for k, v in cal.items() if k != "evaluated"},
-        "stages": {s: st.info(s) for s in stages}, "seconds": {s: st.info(s)["seconds"] for s in stages},
+        "stages": {s: st.info(s) for s in sc.stages}, "seconds": {s: st.info(s)["seconds"] for s in sc.stages},
     }
     write_outputs(out, results, d, engine, fit_engine, G, fitted(), seed, log)
     write_json(out / "results.json", results)
