@@ -43,29 +43,12 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from scenefit.augment import photometric_augment
 from scenefit.engines.street import StreetEngine
-from scenefit.experiments.driving import SCALES, FitFeatures, _save_fit, attribute_mae, fit_targets, load_fit
+from scenefit.experiments.driving import SCALES, FitFeatures, save_fit, attribute_mae, fit_targets, load_fit
 from scenefit.io import write_json
 from scenefit.segmentation import evaluate_miou, load_segmenter, save_segmenter, train_segmenter
-from scenefit.street_targets import _gaussian_blur
 from scenefit.surrogate import load_surrogate
-
-
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Generic photometric augmentation (see module doc) of images (B, 3, H, W) in [0, 1]; same shape, in [0, 1]."""
-    b = images.shape[0]
-    u = lambda lo, hi, *shape: lo + (hi - lo) * torch.rand(b, *shape, generator=generator)  # noqa: E731
-    x = images * u(0.7, 1.3, 1, 1, 1)
-    mean = x.mean((1, 2, 3), keepdim=True)
-    x = mean + (x - mean) * u(0.7, 1.3, 1, 1, 1)
-    grey = x.mean(1, keepdim=True)
-    x = grey + (x - grey) * u(0.6, 1.2, 1, 1, 1)
-    x = (x * u(0.9, 1.1, 3, 1, 1)).clamp(0, 1) ** u(0.8, 1.25, 1, 1, 1)
-    blur = torch.rand(b, generator=generator) < 0.5
-    if blur.any():
-        x[blur] = _gaussian_blur(x[blur], 1e-3 + 1.2 * torch.rand(int(blur.sum()), generator=generator))
-    x = x + torch.randn(x.shape, generator=generator) * u(0.0, 0.03, 1, 1, 1)
-    return x.clamp(0, 1)
 
 
 def main() -> None:
@@ -101,7 +84,7 @@ def main() -> None:
         attrs = space.sample_uniform(args.images, g) if args.source == "uniform" else fit_engine.initial_distribution(args.images, g)
         with torch.no_grad():
             syn = fit_engine.render(attrs, g)
-        x = torch.cat([augment(syn["image"][i : i + 256], g) for i in range(0, args.images, 256)]) if args.augment else syn["image"]
+        x = torch.cat([photometric_augment(syn["image"][i : i + 256], g) for i in range(0, args.images, 256)]) if args.augment else syn["image"]
         recipe = dataclasses.replace(sc.seg, epochs=args.epochs)
         fn = train_segmenter(x, syn["label"], recipe, args.seed, args.device, progress=False, desc="FN")
         save_segmenter(args.out / "fit_features.safetensors", fn, recipe, {"source": args.source, "augment": args.augment, "images": args.images})
@@ -113,7 +96,7 @@ def main() -> None:
         t0 = time.time()
         G = load_surrogate(args.run / "surrogate.safetensors", fit_engine, args.device)
         rows, info = fit_targets(sc, fit_engine, G, FitFeatures(fn, size, sc.layer), data["target_image"], seed + 3, False)
-        _save_fit(args.out / "fitted.parquet", space, rows, info)
+        save_fit(args.out / "fitted.parquet", space, rows, info)
         (args.out / "stages").mkdir(exist_ok=True)
         write_json(args.out / "stages" / "calibrate.json", {"attributes": [], "delta": {}})
         run_rows = load_fit(args.run / "fitted.parquet", space)[0]

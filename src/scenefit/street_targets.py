@@ -113,7 +113,7 @@ def sample_target_attributes(space: AttributeSpace, n: int, generator: torch.Gen
     return space.clamp(torch.stack(cols, dim=1)), mode
 
 
-def _gaussian_blur(image: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+def gaussian_blur(image: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Blur (B, C, H, W) with a per-image Gaussian of ``sigma`` (B,) px (separable, reflect padding)."""
     b, c, h, w = image.shape
     radius = int(math.ceil(3 * float(sigma.max())))
@@ -137,7 +137,7 @@ def target_appearance(image: torch.Tensor, generator: torch.Generator) -> torch.
     grey = x.mean(1, keepdim=True)
     x = (0.85 * x + 0.15 * grey).clamp(0, 1) ** 0.85
     x = x * (0.92 + 0.16 * torch.rand(b, 3, 1, 1, generator=generator))
-    x = _gaussian_blur(x, 0.5 + 0.6 * torch.rand(b, generator=generator))
+    x = gaussian_blur(x, 0.5 + 0.6 * torch.rand(b, generator=generator))
     yy = (torch.arange(h) + 0.5 - h / 2) / (h / 2)
     xx = (torch.arange(w) + 0.5 - w / 2) / (w / 2)
     r2 = (xx[None] ** 2 + yy[:, None] ** 2) / 2  # 1 at the corners

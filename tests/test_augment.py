@@ -1,0 +1,64 @@
+"""Photometric augmentation: each factor in closed form, determinism, bounds, bad ranges."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scenefit.augment import PhotometricAugment, photometric_augment
+
+IDENTITY = dict(brightness=(1.0, 1.0), contrast=(1.0, 1.0), saturation=(1.0, 1.0), gain=(1.0, 1.0), gamma=(1.0, 1.0),
+                blur_prob=0.0, noise=0.0)
+
+
+def _aug(x: torch.Tensor, **kw) -> torch.Tensor:
+    return photometric_augment(x, torch.Generator().manual_seed(0), PhotometricAugment(**{**IDENTITY, **kw}))
+
+
+def test_identity_ranges_return_the_input():
+    x = torch.rand(3, 3, 8, 12, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(_aug(x), x, atol=1e-6)
+
+
+def test_each_factor_in_closed_form():
+    flat = torch.full((1, 3, 4, 4), 0.6)
+    assert torch.allclose(_aug(flat, brightness=(0.5, 0.5)), torch.full_like(flat, 0.3))
+    two = torch.full((1, 3, 4, 4), 0.4)
+    two[..., 2:] = 0.6  # image mean 0.5
+    out = _aug(two, contrast=(2.0, 2.0))
+    assert torch.allclose(out[..., :2], torch.tensor(0.3)) and torch.allclose(out[..., 2:], torch.tensor(0.7))
+    rgb = torch.tensor([0.2, 0.5, 0.8])[None, :, None, None].expand(1, 3, 2, 2).contiguous()
+    assert torch.allclose(_aug(rgb, saturation=(1e-9, 1e-9)), torch.full_like(rgb, 0.5), atol=1e-6)  # every channel -> grey
+    assert torch.allclose(_aug(flat, gamma=(2.0, 2.0)), torch.full_like(flat, 0.36))
+    out = _aug(flat, gain=(0.5, 1.5))  # one factor per channel, within the range
+    per = out[0, :, 0, 0] / 0.6
+    assert ((per >= 0.5) & (per <= 1.5)).all() and torch.allclose(out, per[None, :, None, None].expand_as(out) * 0.6)
+
+
+def test_blur_keeps_the_mean_and_noise_is_bounded():
+    x = torch.zeros(1, 3, 16, 16)
+    x[..., 8:] = 1.0
+    out = _aug(x, blur_prob=1.0, blur_sigma=1.0)
+    assert 0.0 < out[0, 0, 0, 7] < 0.5 < out[0, 0, 0, 8] < 1.0 and out.mean().item() == pytest.approx(0.5, abs=1e-6)
+    grey = torch.full((4, 3, 32, 32), 0.5)
+    noisy = _aug(grey, noise=0.03)
+    assert 0.0 < (noisy - 0.5).std().item() < 0.03
+
+
+def test_deterministic_in_bounds_and_drawn_per_image():
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    a = photometric_augment(x, torch.Generator().manual_seed(3))
+    assert torch.equal(a, photometric_augment(x, torch.Generator().manual_seed(3)))
+    assert a.min() >= 0 and a.max() <= 1 and not torch.allclose(a, x)
+    same = x[:1].expand(6, 3, 8, 8).contiguous()
+    b = photometric_augment(same, torch.Generator().manual_seed(3))
+    assert len({round(v, 4) for v in b.mean((1, 2, 3)).tolist()}) == 6  # six different draws
+
+
+def test_bad_ranges_and_shapes():
+    with pytest.raises(ValueError, match=r"^augment\.gamma must be a range 0 < lo <= hi, got \(1\.2, 0\.8\)$"):
+        PhotometricAugment(gamma=(1.2, 0.8))
+    with pytest.raises(ValueError, match=r"^augment\.blur_prob must be in \[0, 1\], got 2\.0$"):
+        PhotometricAugment(blur_prob=2.0)
+    with pytest.raises(ValueError, match=r"^images must be \(B, 3, H, W\), got shape \(3, 8, 8\)$"):
+        photometric_augment(torch.zeros(3, 8, 8), torch.Generator())
