@@ -19,7 +19,8 @@ domain. ``--attrs`` picks the attribute rows the training set is rendered from:
 to see which attributes move the score. Each row is rendered ``renders_per_target`` times at the engine's
 resolution and a segmenter is trained with the run's fixed recipe, once per ``--seeds`` (segmenter seed and
 render seed both change; ``--seeds 0`` trains none); prints the mIoU on the run's test split per seed, their mean,
-and the mean unit-cube |error| of the rows against the true attributes. It also prints the rows' distance to
+and the mean unit-cube |error| of the rows against the true attributes, and their spread (mean per-attribute
+standard deviation, share of values at a bound). It also prints the rows' distance to
 X_t as the fitting sees it: unbiased MMD² between F's features (the run's ``task_initial`` segmenter, layers
 "aspp" and "probs") of the rows rendered once at the fitting resolution and of the targets, the Gaussian
 bandwidth fixed per layer by the median pairwise distance among the targets' features (so it is the same for
@@ -98,6 +99,11 @@ def main() -> None:
         print(f"run {args.run} (scale {sc.name}), rows '{args.attrs}' {args.set or ''}, {attrs.shape[0]} x "
               f"{reps} images, unit-cube MAE vs truth {mae:.4f}, "
               f"torch threads {args.threads}, segmenters on {args.device}")
+        cont = list(space.continuous)
+        u = space.normalize(attrs)[:, cont]
+        print(f"spread of the rows over the continuous attributes (unit cube): mean per-attribute std {u.std(0).mean():.3f} "
+              f"(targets' true rows {space.normalize(true)[:, cont].std(0).mean():.3f}); values at a bound (<1e-4 from 0 or 1): "
+              f"{100 * ((u < 1e-4) | (u > 1 - 1e-4)).float().mean():.0f}%")
         net = load_segmenter(args.run / "task_initial.safetensors", "cpu")
         size = (sc.height // sc.fit_factor, sc.width // sc.fit_factor)
         with StreetEngine(height=size[0], width=size[1]) as fit_engine, torch.no_grad():

@@ -282,3 +282,25 @@ def test_bad_inputs_raise(digits):
         make_baseline("sdr", "tiny").sample(3, _gen(0))
     with pytest.raises(ValueError, match=re.escape("initial: target_images must be (N, C, H, W) with N >= 2, got shape (5, 48, 48)")):
         InitialScenes().fit(engine, initial, targets[:5, 0], pooled, _gen(0))
+
+
+def test_metasim_box_weight_stops_outputs_running_past_a_bound():
+    """Targets at the brightness bound: the one-sided slope at the bound keeps pushing outward, so without the
+    pull-back the network's unit-cube output runs far past 1 (every render the same); with it, it stays at ~1."""
+    engine = ToyEngine()
+    initial = lambda n, g: engine.space.clamp(torch.stack([0.7 + 0.05 * torch.randn(n, generator=g),  # noqa: E731
+                                                           torch.randint(2, (n,), generator=g).float()], 1))
+    target = engine.render(torch.stack([torch.ones(64), torch.zeros(64)], 1), _gen(0))
+    features = lambda im: torch.stack([im.mean((1, 2, 3)), im.std((1, 2, 3))], 1)  # noqa: E731
+    raw = {}
+    for w in (0.0, 1.0):
+        method = make_baseline("metasim", "tiny", iterations=100, lr=0.01, box_weight=w)
+        report = method.fit(engine, initial, target["image"], features, _gen(1))
+        with torch.no_grad():
+            raw[w] = method._residual(initial(400, _gen(2)))[:, 0]
+        assert len(report["outside_box"]) == 100 and report["outside_box"][0] == 0.0  # starts at the identity
+        assert float(method.sample(400, _gen(2))[:, 0].mean()) > 0.99  # both reach the targets' brightness
+    assert raw[0.0].min() > 3.0  # measured 7.2 on average
+    assert raw[1.0].max() < 1.05  # measured 1.016 at most
+    with pytest.raises(ValueError, match=re.escape("metasim.box_weight must be a finite number >= 0, got -1.0")):
+        MetaSimConfig(box_weight=-1.0)

@@ -15,7 +15,7 @@ from scenefit.experiments.driving import METHODS, run_driving_experiment
 from scenefit.experiments.driving_cli import add_driving_parser, cmd_experiment_driving
 from scenefit.experiments.driving_figures import label_overlay
 
-STAGES = ("targets", "task", "surrogate", "fit", "calibrate", "ours", "ours_per_target", "metasim", "oracle")
+STAGES = ("targets", "task", "surrogate", "features", "fit", "calibrate", "ours", "ours_per_target", "metasim", "oracle")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,14 @@ def test_tiny_end_to_end(tiny_run):
     assert len(list((out / "dataset" / "train").glob("*.png"))) == n
     assert len(list((out / "dataset" / "train" / "labels").glob("*.png"))) == n
     # the chosen candidate's content loss under R is never worse than the best code's
+    ms = saved["stages"]["metasim"]  # Meta-Sim's spread: the collapse check, and its box pull-back
+    assert ms["budget"]["box_weight"] == 1.0 and len(ms["mmd2_curve"]) == len(ms["outside_box_curve"]) == 2
+    assert 0.0 <= ms["at_bound_fraction"] <= 1.0 and ms["unit_std_mean"] > 0.0 and ms["outside_box_curve"][0] == 0.0
     fit = saved["fit"]
+    # the fit compared FN's features (stage features), trained at the fitting resolution
+    assert fit["features"] == "fit_net" and saved["fit_features"]["resolution"] == [32, 80]
+    assert saved["fit_features"]["fit_net"]["images"] == 16 and 0.0 <= saved["fit_features"]["miou_fit_resolution"] <= 1.0
+    assert json.loads((out / "fit_net.json").read_text())["recipe"]["epochs"] == 1
     assert fit["chosen_codebook"] + fit["chosen_refined"] == n
     assert fit["mean_loss_r"] <= fit["mean_loss_r_best_code"] + 1e-7
     # the set-level shift: the tiny grid is {-1, 0, 1}^2, delta 0 is a candidate, so the chosen MMD² is never worse
@@ -77,7 +84,7 @@ def test_resume_skips_finished_stages(tiny_run, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
 
-    for name in ("train_segmenter", "train_surrogate", "fit_targets", "make_baseline", "load_targets", "set_level_shift"):
+    for name in ("train_segmenter", "train_fit_net", "train_surrogate", "fit_targets", "make_baseline", "load_targets", "set_level_shift"):
         monkeypatch.setattr(driving, name, boom)
     again = run_driving_experiment(out, "tiny", seed=0, progress=False, log=lambda s: None)
     assert again["miou"] == res["miou"]
@@ -114,9 +121,10 @@ def test_parser():
     args = p.parse_args(["driving", "--scale", "tiny", "--out", "x", "--kitti", "k", "--seed", "3"])
     assert (args.scale, args.out, str(args.kitti), args.cityscapes, args.seed, args.device) == ("tiny", "x", "k", None, 3, "cpu")
     assert args.func is cmd_experiment_driving
-    assert (args.stages, args.set_level, args.merge_from) == (None, None, [])
-    args = p.parse_args(["driving", "--out", "x", "--stages", "fit,ours", "--set-level", "none", "--merge-from", "a", "--merge-from", "b"])
-    assert (args.stages, args.set_level, [str(m) for m in args.merge_from]) == ("fit,ours", "none", ["a", "b"])
+    assert (args.stages, args.set_level, args.merge_from, args.fit_features) == (None, None, [], None)
+    args = p.parse_args(["driving", "--out", "x", "--stages", "fit,ours", "--set-level", "none", "--merge-from", "a", "--merge-from", "b",
+                         "--fit-features", "task"])
+    assert (args.stages, args.set_level, [str(m) for m in args.merge_from], args.fit_features) == ("fit,ours", "none", ["a", "b"], "task")
     with pytest.raises(SystemExit):
         p.parse_args(["driving", "--out", "x", "--kitti", "k", "--cityscapes", "c"])
 
@@ -163,9 +171,13 @@ def test_stages_run_apart_and_merge(tiny_run, tmp_path):
     assert out["calibrate"]["delta"] == {} and out["calibrate"]["attributes"] == []
     with driving.StreetEngine(height=64, width=160) as eng:  # off: ours trains on the fitted rows as they are
         assert torch.equal(driving.ours_attributes(a, eng.space), driving.load_fit(a / "fitted.parquet", eng.space)[0])
-    # folders of another run do not merge
-    with pytest.raises(ConfigError, match=r"describe different runs; only folders of one run merge"):
-        driving.merge_stages(full, a)
+    # folders of other targets do not merge
+    other = tmp_path / "other"
+    shutil.copytree(a, other)
+    rec = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**rec, "seed": 5}))
+    with pytest.raises(ConfigError, match=r"have different targets \(seed, source or sizes\); only folders of one target set merge"):
+        driving.merge_stages(other, a)
     cfg = json.loads((b / "config.json").read_text())
     raw = bytearray((b / "targets.safetensors").read_bytes())
     raw[-1] ^= 1
@@ -173,6 +185,36 @@ def test_stages_run_apart_and_merge(tiny_run, tmp_path):
     assert cfg == json.loads((a / "config.json").read_text())
     with pytest.raises(ConfigError, match=r"b/targets\.safetensors differs from .*a/targets\.safetensors; stages computed from other inputs"):
         driving.merge_stages(b, a)
+
+
+def test_merge_from_another_config_copies_only_untouched_stages(tiny_run, tmp_path):
+    """A run fitting on F (``fit_features='task'``, calibration off) reuses the FN run's targets, F, G, Meta-Sim and
+    oracle, and computes its own fit: the CLI regenerates the targets, which must match the source to the byte."""
+    full, res = tiny_run
+    c = tmp_path / "c"
+    logs: list[str] = []
+    p = argparse.ArgumentParser()
+    add_driving_parser(p.add_subparsers(dest="experiment"))
+    args = p.parse_args(["driving", "--scale", "tiny", "--out", str(c), "--fit-features", "task", "--set-level", "none",
+                         "--merge-from", str(full), "--stages", "targets", "--no-progress"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert cmd_experiment_driving(args) == 0
+        assert sorted(p.name for p in (c / "stages").glob("*.json")) == ["metasim.json", "oracle.json", "surrogate.json", "targets.json", "task.json"]
+        assert driving.merge_stages(full, c, log=logs.append) == []  # nothing new; the fit-dependent stages are named
+        assert logs[0].endswith("not copied, the configs differ: features (fit_net differ); fit (fit_net differ); "
+                                "calibrate (fit_net, set_level differ); ours (fit_net, set_level differ); "
+                                "ours_per_target (fit_net differ)")
+        out = run_driving_experiment(c, "tiny", progress=False, log=lambda s: None, set_level=(), fit_features="task")
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads((c / "stages" / "fit.json").read_text())["features"] == "task" and not (c / "fit_net.safetensors").exists()
+    assert out["fit_features"] is None and "features" not in out["stages"]
+    for m in ("initial", "metasim", "oracle"):  # copied, not recomputed
+        assert out["miou"][m] == res["miou"][m]
+    with pytest.raises(ValueError, match=r"^fit_features must be 'fn' or 'task', got 'F'$"):
+        run_driving_experiment(c, "tiny", fit_features="F")
 
 
 def test_set_level_names_are_checked_before_any_stage(tmp_path):

@@ -15,12 +15,15 @@ def cmd_experiment_driving(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     out = Path(args.out)
-    for src in args.merge_from:
-        merge_stages(src, out)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     set_level = None if args.set_level is None else tuple(n.strip() for n in args.set_level.split(",") if n.strip() and n.strip() != "none")
-    res = run_driving_experiment(out, args.scale, args.seed, args.device, not args.no_progress, args.kitti, args.cityscapes, stages=stages,
-                                 set_level=set_level)
+    common = dict(stages=stages, set_level=set_level, fit_features=args.fit_features)
+    if args.merge_from and not (out / "stages" / "targets.json").is_file():  # a new folder: its own targets first, to compare
+        run_driving_experiment(out, args.scale, args.seed, args.device, not args.no_progress, args.kitti, args.cityscapes,
+                               **{**common, "stages": ["targets"]})
+    for src in args.merge_from:
+        merge_stages(src, out)
+    res = run_driving_experiment(out, args.scale, args.seed, args.device, not args.no_progress, args.kitti, args.cityscapes, **common)
     if res.get("missing"):
         print(f"done in {time.time() - t0:.0f}s; {out} still lacks stages {', '.join(res['missing'])}: run them (or rerun without "
               f"--stages) to get table4.md")
@@ -43,13 +46,17 @@ def add_driving_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="torch device (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--stages", default=None,
-                   help="comma-separated stages to run now (targets, task, surrogate, fit, calibrate, ours, ours_per_target, "
+                   help="comma-separated stages to run now (targets, task, surrogate, features, fit, calibrate, ours, ours_per_target, "
                         "metasim, oracle); the ones they read must be done; default: every missing stage")
     p.add_argument("--set-level", default=None, metavar="NAMES",
                    help="comma-separated continuous attributes to calibrate once for the whole target set (e.g. "
                         "sun_brightness,sky_color; adds the ours_per_target ablation row), or 'none'; default: the scale's "
                         "(off for quick and paper)")
+    p.add_argument("--fit-features", choices=["fn", "task"], default=None,
+                   help="the fit's features: fn (a segmenter trained on augmented renders of the whole attribute box; "
+                        "the default) or task (F, the initial-scenes segmenter, as the paper)")
     p.add_argument("--merge-from", type=Path, action="append", default=[], metavar="DIR",
-                   help="first copy the stages finished in DIR (a copy of this run folder that ran other --stages); repeatable")
+                   help="first copy the stages finished in DIR (a folder of the same targets that ran other --stages, or another "
+                        "config: only stages whose config fields match are copied); repeatable")
     p.set_defaults(func=cmd_experiment_driving)
     return p
