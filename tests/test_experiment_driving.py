@@ -44,7 +44,7 @@ def test_tiny_end_to_end(tiny_run):
     saved = json.loads((out / "results.json").read_text())
     assert saved["miou"] == pytest.approx(res["miou"]) and set(saved["seconds"]) == set(STAGES)
     assert saved["surrogate"]["resolution"] == [32, 80]  # fit_factor 2 of the tiny 64 x 160 engine
-    for name in ("fig10_samples.png", "fig11_surrogate.png", "per_class_iou.png"):
+    for name in ("fig10_samples.png", "fig11_surrogate.png", "per_class_iou.png", "attributes.png", "metasim_curve.png"):
         assert (out / "figures" / name).stat().st_size > 1000
     # ours' dataset: one labeled PNG pair per fitted target
     n = driving.SCALES["tiny"].n_targets

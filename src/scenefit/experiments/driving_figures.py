@@ -4,6 +4,9 @@
     figures/fig10_samples.png        targets / initial scenes / ours, each with its label overlay (paper Fig. 10)
     figures/fig11_surrogate.png      engine R vs surrogate G on the same attributes (paper Fig. 11)
     figures/per_class_iou.png        per-class IoU of the four training sets
+    figures/attributes.png           per attribute: mean ± std (unit cube) of the initial scenes, Meta-Sim's
+                                     rows, ours' rows and (built-in targets) the targets' true attributes
+    figures/metasim_curve.png        Meta-Sim's MMD² per iteration and the share of its outputs past a bound
 """
 
 from __future__ import annotations
@@ -124,6 +127,43 @@ def per_class_chart(results: dict, path: Path) -> Path:
     return path
 
 
+def attribute_chart(space, rows: dict[str, torch.Tensor], path: Path) -> Path:
+    """Mean ± std of each continuous attribute (unit cube) for each named set of rows (N_k, D) in natural units."""
+    cols = list(space.continuous)
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.45 * len(cols) + 2), 3.4))
+    width = 0.8 / max(len(rows), 1)
+    for j, (name, attrs) in enumerate(rows.items()):
+        u = space.normalize(attrs)[:, cols]
+        x = [i + (j - (len(rows) - 1) / 2) * width for i in range(len(cols))]
+        ax.errorbar(x, u.mean(0).tolist(), yerr=u.std(0).tolist() if u.shape[0] > 1 else None, fmt="o", ms=3, capsize=2,
+                    label=f"{name} ({u.shape[0]})")
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels([space.names[c] for c in cols], rotation=40, ha="right", fontsize=7)
+    ax.set_ylabel("unit cube")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(fontsize=7, loc="upper right", ncol=len(rows))
+    ax.set_title("Attribute rows: mean ± std per attribute (legend: number of rows)", fontsize=9)
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def metasim_curve(stage: dict, path: Path) -> Path:
+    """Meta-Sim's per-iteration MMD² (one batch each) and share of outputs past a bound, from ``stages/metasim.json``."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.0))
+    ax.plot(stage["mmd2_curve"], lw=0.8, label="MMD² (one batch)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("MMD² to X_t")
+    ax2 = ax.twinx()
+    ax2.plot([100 * v for v in stage["outside_box_curve"]], color="tab:red", lw=0.8, label="outputs past a bound (%)")
+    ax2.set_ylabel("past a bound (%)")
+    ax2.set_ylim(0, 100)
+    ax.set_title(f"Meta-Sim (box_weight {stage['budget'].get('box_weight', 0.0)}): {100 * stage['miou']:.1f}% mIoU", fontsize=9)
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="center right")
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
+    return path
+
+
 @torch.no_grad()
 def write_outputs(out: Path, results: dict, data: dict, engine, fit_engine, G, fitted: torch.Tensor, seed: int, log=print) -> None:
     """Write table4.md/.csv and the three figures into ``out`` (all atomically)."""
@@ -148,4 +188,15 @@ def write_outputs(out: Path, results: dict, data: dict, engine, fit_engine, G, f
                f"Fig. 11: R vs G at {fit_engine.height}x{fit_engine.width} (top: uniform ξ; bottom: fitted ξ*), "
                f"held-out L1 {results['surrogate']['heldout_l1']:.3f}")
     per_class_chart(results, out / "figures" / "per_class_iou.png")
+    from safetensors.torch import load_file
+
+    rows = {"initial": engine.initial_distribution(500, torch.Generator().manual_seed(seed + 303))}
+    if (out / "metasim_attrs.safetensors").is_file():
+        rows["Meta-Sim"] = load_file(str(out / "metasim_attrs.safetensors"))["attrs"]
+    rows["ours"] = fitted
+    if "target_attrs" in data:
+        rows["targets (truth)"] = data["target_attrs"]
+    attribute_chart(engine.space, rows, out / "figures" / "attributes.png")
+    if "mmd2_curve" in results["stages"].get("metasim", {}):  # runs from before the curves were kept lack it
+        metasim_curve(results["stages"]["metasim"], out / "figures" / "metasim_curve.png")
     log(f"[driving] wrote {out / 'table4.md'}, {out / 'table4.csv'}, {out / 'figures'}")
