@@ -20,7 +20,8 @@ to see which attributes move the score. Each row is rendered ``renders_per_targe
 resolution and a segmenter is trained with the run's fixed recipe, once per ``--seeds`` (segmenter seed and
 render seed both change; ``--seeds 0`` trains none); prints the mIoU on the run's test split per seed, their mean,
 and the mean unit-cube |error| of the rows against the true attributes, and their spread (mean per-attribute
-standard deviation, share of values at a bound). It also prints the rows' distance to
+standard deviation, share of values at a bound); ``--per-attribute`` adds each attribute's error beside the initial
+centre's. It also prints the rows' distance to
 X_t as the fitting sees it: unbiased MMD² between F's features (the run's ``task_initial`` segmenter, layers
 "aspp" and "probs") of the rows rendered once at the fitting resolution and of the targets, the Gaussian
 bandwidth fixed per layer by the median pairwise distance among the targets' features (so it is the same for
@@ -74,6 +75,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="NAME=U", help="unit-cube value for one attribute")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed + seeds - 1 (default 0)")
+    p.add_argument("--per-attribute", action="store_true", help="also print each attribute's error against the truth")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the segmenters train (default cpu)")
     args = p.parse_args()
@@ -104,6 +106,14 @@ def main() -> None:
         print(f"spread of the rows over the continuous attributes (unit cube): mean per-attribute std {u.std(0).mean():.3f} "
               f"(targets' true rows {space.normalize(true)[:, cont].std(0).mean():.3f}); values at a bound (<1e-4 from 0 or 1): "
               f"{100 * ((u < 1e-4) | (u > 1 - 1e-4)).float().mean():.0f}%")
+        if args.per_attribute:
+            paired = attrs.shape[0] == true.shape[0]
+            err = (space.normalize(attrs) - space.normalize(true)).abs().mean(0) if paired else torch.full((space.dim,), float("nan"))
+            centre = (space.normalize(engine.initial_centre()[None]) - space.normalize(true)).abs().mean(0)
+            m_rows, m_true = space.normalize(attrs).mean(0), space.normalize(true).mean(0)
+            print("attribute                 |error|: rows  centre   mean: rows  truth   (unit cube; error of row i against target i)")
+            for j, name in enumerate(space.names):
+                print(f"{name:26s} {err[j]:12.3f} {centre[j]:7.3f} {m_rows[j]:11.3f} {m_true[j]:6.3f}")
         net = load_segmenter(args.run / "task_initial.safetensors", "cpu")
         size = (sc.height // sc.fit_factor, sc.width // sc.fit_factor)
         with StreetEngine(height=size[0], width=size[1]) as fit_engine, torch.no_grad():
