@@ -43,11 +43,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from scenefit.augment import photometric_augment
+from scenefit.augment import PhotometricAugment
 from scenefit.engines.street import StreetEngine
-from scenefit.experiments.driving import SCALES, FitFeatures, save_fit, attribute_mae, fit_targets, load_fit
+from scenefit.experiments.driving import SCALES, FitFeatures, FitNetConfig, attribute_mae, fit_targets, load_fit, save_fit, train_fit_net
 from scenefit.io import write_json
-from scenefit.segmentation import evaluate_miou, load_segmenter, save_segmenter, train_segmenter
+from scenefit.segmentation import evaluate_miou, load_segmenter, save_segmenter
 from scenefit.surrogate import load_surrogate
 
 
@@ -80,13 +80,9 @@ def main() -> None:
     with StreetEngine(height=size[0], width=size[1]) as fit_engine:
         space, true = fit_engine.space, data["target_attrs"]
         t0 = time.time()
-        g = torch.Generator().manual_seed(args.seed)
-        attrs = space.sample_uniform(args.images, g) if args.source == "uniform" else fit_engine.initial_distribution(args.images, g)
-        with torch.no_grad():
-            syn = fit_engine.render(attrs, g)
-        x = torch.cat([photometric_augment(syn["image"][i : i + 256], g) for i in range(0, args.images, 256)]) if args.augment else syn["image"]
+        cfg = FitNetConfig(args.source, args.images, args.epochs, PhotometricAugment() if args.augment else None)
+        fn = train_fit_net(fit_engine, cfg, sc.seg, args.seed, args.device, progress=False)  # the pipeline's stage 'features'
         recipe = dataclasses.replace(sc.seg, epochs=args.epochs)
-        fn = train_segmenter(x, syn["label"], recipe, args.seed, args.device, progress=False, desc="FN")
         save_segmenter(args.out / "fit_features.safetensors", fn, recipe, {"source": args.source, "augment": args.augment, "images": args.images})
         f_net = load_segmenter(args.run / "task_initial.safetensors", args.device)
         m_fn, m_f = evaluate_miou(fn, test_x, test_y)["miou"], evaluate_miou(f_net, test_x, test_y)["miou"]

@@ -53,8 +53,8 @@ class MetaSimConfig:
     box_weight: weight of a pull-back on the network's unit-cube outputs past a bound (the gradient of
         ``box_weight / 2 · Σ (u − clamp(u, 0, 1))²`` over non-periodic columns, added to the MMD gradient); 0
         (default, the MNIST tables' setting) leaves it off. Without it the straight-through bound lets an output
-        drift past a bound, where every render is the same: at the driving paper budget every Meta-Sim row
-        ended at a bound (docs/RESULTS.md).
+        drift past a bound, where every render is the same: at the driving paper budget all values of the
+        first 200 sampled rows sat at a bound (docs/RESULTS.md).
     """
 
     iterations: int = 2000

@@ -41,8 +41,10 @@ By default the fit therefore uses FN (stage ``features``): the same segmenter
 architecture trained with F's recipe on ``fit_net.images`` renders drawn
 uniformly from the whole attribute box, each passed once through
 :func:`scenefit.augment.photometric_augment` (generic camera variation; no
-target image or label is used). FN read the targets at 54.8% and its rows
-trained to 51.2 / 54.5% mIoU against F's 44.3-47.6 (docs/RESULTS.md).
+target image or label is used). At the paper scale FN read the targets at
+55.0% (F 36.3%), its rows landed at MAE 0.210, and they trained to 52.0, 48.6
+and 53.5% mIoU over three segmenter seeds against 44.3-47.6 for F's rows
+(docs/RESULTS.md).
 Meta-Sim keeps F's features, as before. The paper
 uses the final feature map ("aspp": ASPP + 3×3 head); on the quick scale the
 predicted layout gave 37.9% mIoU against 36.8% (3 segmenter seeds each,
@@ -157,7 +159,8 @@ class MetaSimBudget:
     """Meta-Sim's budget (``make_baseline('metasim', scale, **fields)``); one iteration renders batch × 39 images.
 
     box_weight: :class:`scenefit.baselines.MetaSimConfig`'s pull-back on outputs past a bound. Without it (0), at
-    the paper budget every attribute of every Meta-Sim row ended at a bound and the row scored 12.0% mIoU.
+    the paper budget all values of the first 200 Meta-Sim rows sat at a bound and the row scored 12.0% mIoU;
+    with 1.0, 49.2% (docs/RESULTS.md).
     """
 
     iterations: int
