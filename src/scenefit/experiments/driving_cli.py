@@ -37,7 +37,7 @@ def add_driving_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``driving`` to the ``scenefit experiment`` subparsers."""
     p = subparsers.add_parser("driving", help="§4.2: Table 4 (segmentation mIoU of initial / Meta-Sim / ours / oracle), Figures 10-11")
     p.add_argument("--scale", choices=list(SCALE_NAMES), default="quick",
-                   help="tiny (seconds, for tests), quick (~19 min with one torch thread), paper (200 targets x 10 renders, 200 test; hours on a CPU)")
+                   help="tiny (seconds, for tests), quick (~10 min on 2 CPU cores), paper (200 targets x 10 renders, 200 test; hours on a CPU)")
     p.add_argument("--out", required=True, help="experiment folder (resumed if it exists with the same scale, seed and targets)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--kitti", type=Path, default=None, help="KITTI semantics folder holding image_2/ and semantic/ (split into X_t and test)")
