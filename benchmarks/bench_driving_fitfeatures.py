@@ -40,12 +40,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from scenefit.augment import PhotometricAugment
 from scenefit.engines.street import StreetEngine
-from scenefit.experiments.driving import SCALES, FitFeatures, FitNetConfig, attribute_mae, fit_targets, load_fit, save_fit, train_fit_net
+from scenefit.experiments.driving import SCALES, FitFeatures, FitNetConfig, attribute_mae, fit_targets, load_fit, save_fit, test_split_at, train_fit_net
 from scenefit.io import write_json
 from scenefit.segmentation import evaluate_miou, load_segmenter, save_segmenter
 from scenefit.surrogate import load_surrogate
@@ -75,8 +74,7 @@ def main() -> None:
         if not link.exists():
             os.symlink((args.run / name).resolve(), link)
     size = (sc.height // sc.fit_factor, sc.width // sc.fit_factor)
-    test_x = F.interpolate(data["test_image"], size=size, mode="area")
-    test_y = F.interpolate(data["test_label"][:, None].float(), size=size, mode="nearest")[:, 0].long()
+    test_x, test_y = test_split_at(data, size)
     with StreetEngine(height=size[0], width=size[1]) as fit_engine:
         space, true = fit_engine.space, data["target_attrs"]
         t0 = time.time()

@@ -387,6 +387,13 @@ def surrogate_report(G, fit_engine: StreetEngine, n: int, seed: int) -> dict:
             "noise_floor": noise_floor(fit_engine, n, seed + 2), "holdout": n, "resolution": [fit_engine.height, fit_engine.width]}
 
 
+def test_split_at(data: dict, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test split resized to ``size`` = (h, w): images (N, 3, h, w) by area, labels (N, h, w) by nearest."""
+    images = F.interpolate(data["test_image"], size=size, mode="area")
+    labels = F.interpolate(data["test_label"][:, None].float(), size=size, mode="nearest")[:, 0].long()
+    return images, labels
+
+
 def train_fit_net(fit_engine: StreetEngine, cfg: FitNetConfig, recipe: SegRecipe, seed: int, device: str = "cpu",
                   progress: bool = True, chunk: int = 256) -> SegNet:
     """Train FN (:class:`FitNetConfig`) on ``cfg.images`` renders of ``fit_engine`` (the fitting resolution).
@@ -688,12 +695,10 @@ def _run(out: Path, sc: DrivingScale, seed: int, device: str, progress: bool, ki
         fn = train_fit_net(fit_engine, sc.fit_net, sc.seg, seed + 9, device, progress)
         save_segmenter(out / "fit_net.safetensors", fn, dataclasses.replace(sc.seg, epochs=sc.fit_net.epochs),
                        {"trained_on": "FN (fit features)", "fit_net": dataclasses.asdict(sc.fit_net)})
-        test_x = F.interpolate(d["test_image"], size=size, mode="area")
-        test_y = F.interpolate(d["test_label"][:, None].float(), size=size, mode="nearest")[:, 0].long()
-        score = _score(fn, test_x, test_y)  # how well FN reads the target domain's layout (labels used for the report only)
+        score = _score(fn, *test_split_at(d, size))  # how well FN reads the target domain's layout (labels: report only)
         st.mark("features", {"seconds": time.time() - t0, "miou_fit_resolution": score["miou"], "per_class": score["per_class"],
                              "resolution": list(size), "fit_net": dataclasses.asdict(sc.fit_net)})
-        del fn
+        cache["fit_feats"] = FitFeatures(fn, size, sc.layer)  # the fit uses it as trained, without reading it back
         log(f"[driving] FN (fit features): mIoU on the test split at {size[0]}x{size[1]} {100 * score['miou']:.1f}%")
 
     if todo("fit"):
