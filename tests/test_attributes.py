@@ -66,3 +66,28 @@ def test_bad_bounds_and_names():
 def test_check_names_out_of_bounds_attribute():
     with pytest.raises(ValueError, match=r"attribute 'tx' out of bounds \[-10.0, 10.0\]: min 0, max 11"):
         space().check(torch.tensor([[0.0, 11.0, 1.0], [0.0, 0.0, 1.0]]))
+
+
+def test_check_shape_and_non_finite():
+    with pytest.raises(ValueError, match=r"^attribute tensor must have shape \(B, 3\) for \['rotation', 'tx', 'digit'\], got \(2, 2\)$"):
+        space().check(torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=r"^non-finite values for attributes \['tx'\]$"):
+        space().check(torch.tensor([[0.0, float("nan"), 1.0]]))
+    with pytest.raises(ValueError, match=r"attribute 'digit' out of bounds \[0.0, 9.0\]: min 10, max 10"):
+        space().check(torch.tensor([[0.0, 0.0, 10.0]]))
+    space().check(torch.tensor([[180.0, -10.0, 9.0]]))  # bounds are inclusive
+
+
+def test_to_dict_from_dict_round_trip_through_json():
+    import json
+
+    s = space()
+    d = s.to_dict()
+    assert d[0] == {"name": "rotation", "low": -180, "high": 180, "unit": "deg", "periodic": True, "categories": []}
+    back = AttributeSpace.from_dict(json.loads(json.dumps(d)))
+    assert back.attributes == s.attributes and back.to_dict() == d
+    x = torch.tensor([[90.0, 5.0, 2.0]])
+    assert torch.equal(back.encode(x), s.encode(x))
+    assert back.index("digit") == 2 and back["digit"].num_categories == 10
+    with pytest.raises(KeyError, match=r"unknown attribute 'ty'; known: \['rotation', 'tx', 'digit'\]"):
+        back.index("ty")

@@ -60,5 +60,30 @@ def test_bad_ranges_and_shapes():
         PhotometricAugment(gamma=(1.2, 0.8))
     with pytest.raises(ValueError, match=r"^augment\.blur_prob must be in \[0, 1\], got 2\.0$"):
         PhotometricAugment(blur_prob=2.0)
-    with pytest.raises(ValueError, match=r"^images must be \(B, 3, H, W\), got shape \(3, 8, 8\)$"):
+    with pytest.raises(ValueError, match=r"^images must be \(B, 1, H, W\) or \(B, 3, H, W\), got shape \(3, 8, 8\)$"):
         photometric_augment(torch.zeros(3, 8, 8), torch.Generator())
+    with pytest.raises(ValueError, match=r"^images must be \(B, 1, H, W\) or \(B, 3, H, W\), got shape \(2, 2, 8, 8\)$"):
+        photometric_augment(torch.zeros(2, 2, 8, 8), torch.Generator())
+    with pytest.raises(ValueError, match=r"^augment\.blur_sigma and augment\.noise must be >= 0, got 1\.2, -0\.1$"):
+        PhotometricAugment(noise=-0.1)
+
+
+def test_grey_images_closed_form():
+    flat = torch.full((2, 1, 4, 4), 0.6)
+    assert torch.allclose(_aug(flat, brightness=(0.5, 0.5)), torch.full_like(flat, 0.3))
+    assert torch.allclose(_aug(flat, gamma=(2.0, 2.0)), torch.full_like(flat, 0.36))
+    # saturation and gain are RGB-only: a grey image ignores them
+    assert torch.allclose(_aug(flat, saturation=(0.1, 0.1), gain=(0.5, 0.5)), flat)
+
+
+def test_grey_images_get_the_draws_of_rgb_ones():
+    """Saturation and gain are drawn for any C: a one-channel batch gets the same brightness, contrast, gamma and
+    blur draws as the same batch as grey RGB (noise off: its draws are shaped by C)."""
+    grey = torch.rand(5, 1, 12, 12, generator=torch.Generator().manual_seed(4))
+    cfg = PhotometricAugment(noise=0.0, blur_prob=0.5)
+    one = photometric_augment(grey, torch.Generator().manual_seed(9), cfg)
+    three = photometric_augment(grey.expand(5, 3, 12, 12).contiguous(), torch.Generator().manual_seed(9),
+                                PhotometricAugment(noise=0.0, blur_prob=0.5, gain=(1.0, 1.0)))
+    assert one.shape == (5, 1, 12, 12)
+    assert torch.allclose(three, one.expand(5, 3, 12, 12), atol=1e-6)
+    assert not torch.allclose(one, grey, atol=1e-3)

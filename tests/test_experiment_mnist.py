@@ -1,4 +1,5 @@
-"""The MNIST experiment runner at the tiny scale: every method end to end, resume, reproducibility, filters."""
+"""The MNIST experiment at the tiny scale: every method end to end on the one pipeline, shared models, resume,
+reproducibility, filters."""
 
 from __future__ import annotations
 
@@ -10,13 +11,11 @@ import re
 import pytest
 import torch
 
+import scenefit.experiments.mnist as mnist_mod
 from scenefit.config import ConfigError
-from scenefit.experiments import METHODS, SCALE_NAMES, SCALES, add_experiment_parser, run_mnist_experiment
-from scenefit.experiments import mnist as mnist_mod
-from scenefit.experiments.mnist import setting_config
+from scenefit.experiments.cli import MNIST_METHODS, add_experiment_parser
+from scenefit.experiments.mnist import run_mnist_experiment, setting_config
 from scenefit.scenarios import PAPER_SETTINGS
-
-torch.set_num_threads(1)
 
 SETTINGS = ["rot-g2", "trans-g1"]
 FIGURES = [
@@ -24,7 +23,7 @@ FIGURES = [
     "fig6_samples_trans-g1.png", "fig7_rotation_hist.png", "fig8_positions.png", "fig9_sensitivity.png",
 ]
 ALL_SETTINGS = ", ".join(PAPER_SETTINGS)
-ALL_METHODS = ", ".join(METHODS)
+ALL_METHODS = ", ".join(MNIST_METHODS)
 
 
 def quiet(*args) -> None:
@@ -34,8 +33,12 @@ def quiet(*args) -> None:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("mnist")
-    summary = run_mnist_experiment(out, "tiny", SETTINGS, None, seed=0, device="cpu", progress=False, log=quiet)
-    return out, summary
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield out, run_mnist_experiment(out, "tiny", SETTINGS, None, seed=0, device="cpu", progress=False, log=quiet)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def read_csv(path) -> list[dict]:
@@ -51,11 +54,10 @@ def test_every_method_end_to_end(tiny_run):
         assert (out / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert set(summary["results"]) == set(SETTINGS)
     for s in SETTINGS:
-        assert list(summary["results"][s]) == list(METHODS)
+        assert list(summary["results"][s]) == list(MNIST_METHODS)
         for m, r in summary["results"][s].items():
             assert 0.0 <= r["accuracy"] <= 1.0
-            assert r["n_images"] == SCALES["tiny"].n_targets, (s, m)
-            assert (out / s / m / "result.json").is_file()
+            assert r["n_images"] == 48, (s, m)
             if m == "oracle":
                 assert r["metrics"] is None
             else:
@@ -63,9 +65,12 @@ def test_every_method_end_to_end(tiny_run):
                 assert all(torch.isfinite(torch.tensor(r["metrics"][k])) for k in ("mmd2", "fid", "kid_mean", "bandwidth"))
     assert summary["results"]["rot-g2"]["sdr"]["uses_target_labels"] is True
     assert summary["results"]["rot-g2"]["metasim"]["uses_target_labels"] is False
-    assert "rotation_median_deg" in summary["results"]["rot-g2"]["ours"]["info"]["attribute_error"]
-    # F and G are trained once per engine family, not once per setting
-    assert sorted(p.name for p in (out / "models").iterdir()) == ["rot", "trans"]
+    assert "rotation_median_abs" in summary["results"]["rot-g2"]["ours"]["info"]["attribute_error"]
+    assert "position_median_px" in summary["results"]["trans-g1"]["ours"]["info"]["attribute_error"]
+    # each setting is a pipeline run folder; F, G and E are shared by the settings of one engine family
+    assert (out / "rot-g2" / "config.yaml").is_file() and (out / "rot-g2" / "stages" / "score-ours.json").is_file()
+    kinds = sorted(p.name.split("-")[0] for p in (out / "models").iterdir())
+    assert kinds == ["encoder", "encoder", "surrogate", "surrogate", "task", "task"]  # two families, not two settings each
 
 
 def test_table2_rows_and_columns(tiny_run):
@@ -74,7 +79,7 @@ def test_table2_rows_and_columns(tiny_run):
     assert list(rows[0]) == ["block", "method", *PAPER_SETTINGS]
     measured = [r for r in rows if r["block"] == "measured"]
     paper = [r for r in rows if r["block"] == "paper"]
-    assert [r["method"] for r in measured] == list(METHODS)
+    assert [r["method"] for r in measured] == list(MNIST_METHODS)
     assert [r["method"] for r in paper] == ["initial", "metasim", "attribute-descent", "sdr", "ours"]
     for r in measured:
         for s in PAPER_SETTINGS:
@@ -82,41 +87,46 @@ def test_table2_rows_and_columns(tiny_run):
                 assert float(r[s]) == pytest.approx(100 * summary["results"][s][r["method"]]["accuracy"], abs=0.05)
             else:
                 assert r[s] == ""
-    assert next(r for r in paper if r["method"] == "ours")["rot-g5"] == "99.8"
     md = (out / "table2.md").read_text()
-    assert "## measured" in md and "## paper" in md and "validation split" in md
+    assert "## measured" in md and "validation split" in md
+    assert "ours is the amortized encoder E (trained on engine renders) read on each target, its attributes rendered by R" in md
     rows3 = read_csv(out / "table3.csv")
     assert list(rows3[0])[2:] == [f"{s}_{c}" for s in ("rot-g5", "trans-g4") for c in ("mmd", "fid", "kid", "acc")]
 
 
-def test_resume_skips_finished_jobs(tiny_run, monkeypatch):
-    out, _ = tiny_run
-    table = (out / "table2.csv").read_text()
-    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/result.json")}
-
-    def boom(*args, **kwargs):
-        raise AssertionError("a finished job was recomputed")
-
-    monkeypatch.setattr(mnist_mod, "run_job", boom)
-    run_mnist_experiment(out, "tiny", SETTINGS, None, seed=0, device="cpu", progress=False, log=quiet)
-    assert {p: p.stat().st_mtime_ns for p in out.glob("*/*/result.json")} == stamps
-    assert (out / "table2.csv").read_text() == table
-
-
-def test_rerun_with_same_seed_gives_same_tables(tiny_run):
+def test_resume_recomputes_nothing(tiny_run, monkeypatch):
     out, summary = tiny_run
     table = (out / "table2.csv").read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/stages/*.json")}
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a finished stage was recomputed")
+
+    import scenefit.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "fit_targets", boom)
+    for cls in ("Classifier",):
+        monkeypatch.setattr(getattr(__import__("scenefit.tasks", fromlist=[cls]), cls), "train_net", boom)
+    again = run_mnist_experiment(out, "tiny", SETTINGS, None, seed=0, device="cpu", progress=False, log=quiet)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/stages/*.json")} == stamps
+    assert (out / "table2.csv").read_text() == table and again["results"] == summary["results"]
+
+
+def test_a_recomputed_job_gives_the_same_numbers(tiny_run):
+    out, summary = tiny_run
     for m in ("metasim", "ours"):
-        (out / "rot-g2" / m / "result.json").unlink()
+        for stage in (f"score-{m}", f"metrics-{m}", "fit" if m == "ours" else f"baseline-{m}"):
+            (out / "rot-g2" / "stages" / f"{stage}.json").unlink()
     again = run_mnist_experiment(out, "tiny", ["rot-g2"], ["metasim", "ours"], seed=0, device="cpu", progress=False, log=quiet)
-    assert (out / "table2.csv").read_text() == table
     for m in ("metasim", "ours"):
-        assert again["results"]["rot-g2"][m]["metrics"] == summary["results"]["rot-g2"][m]["metrics"]
+        assert again["results"]["rot-g2"][m]["accuracy"] == summary["results"]["rot-g2"][m]["accuracy"]
+        assert again["results"]["rot-g2"][m]["metrics"]["mmd2"] == summary["results"]["rot-g2"][m]["metrics"]["mmd2"]
 
 
-def test_other_scale_or_seed_in_same_folder_is_refused(tiny_run):
+def test_other_seed_in_same_folder_is_refused(tiny_run):
     out, _ = tiny_run
-    with pytest.raises(ConfigError, match=r"holds an experiment with scale 'tiny' and seed 0 \(this call: scale 'tiny', seed 1\); use another --out"):
+    with pytest.raises(ConfigError, match=r"holds an experiment with scale 'tiny', seed 0 and --set \{\} \(this call: scale 'tiny', "
+                                          r"seed 1, --set \{\}\); use another --out"):
         run_mnist_experiment(out, "tiny", ["rot-g2"], ["initial"], seed=1, progress=False, log=quiet)
 
 
@@ -135,20 +145,23 @@ def test_bad_filters_fail_before_any_output(tmp_path, settings, methods, scale, 
     assert not (tmp_path / "x").exists()
 
 
-def test_cli_parser(tmp_path):
+def test_cli_parser_and_set(tmp_path):
     p = argparse.ArgumentParser(prog="scenefit")
     add_experiment_parser(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(["experiment", "mnist", "--scale", "tiny", "--out", str(tmp_path / "o"),
-                         "--settings", "rot-g2,rot-g9", "--methods", "initial,oracle", "--seed", "3"])
-    assert (args.scale, args.seed, args.device, args.methods) == ("tiny", 3, "cpu", "initial,oracle")
+    args = p.parse_args(["experiment", "mnist", "--scale", "tiny", "--out", str(tmp_path / "o"), "--settings", "rot-g2,rot-g9",
+                         "--methods", "initial,oracle", "--seed", "3", "--set", "task.epochs=2"])
+    assert (args.scale, args.seed, args.device, args.methods, args.set) == ("tiny", 3, "cpu", "initial,oracle", ["task.epochs=2"])
     with pytest.raises(ValueError, match=re.escape(f"unknown setting 'rot-g9'; choose from: {ALL_SETTINGS}")):
         args.func(args)
 
 
-def test_scales_follow_the_issue():
-    paper = setting_config("trans-g4", SCALES["paper"], seed=0, device="cpu")
-    assert (paper.setting.n_targets, paper.setting.n_test, paper.setting.canvas) == (4000, 2000, 64)
-    quick = setting_config("rot-g2", SCALES["quick"], seed=5, device="cpu")
-    assert (quick.setting.n_targets, quick.task.epochs, quick.seed) == (SCALES["quick"].n_targets, SCALES["quick"].task["epochs"], 5)
-    assert json.loads(json.dumps(SCALES["quick"].baselines))  # plain data, recorded in experiment.json
-    assert tuple(SCALES) == SCALE_NAMES
+def test_scales_are_preset_overlays():
+    paper = setting_config("trans-g4", "paper")
+    assert (paper.setting.n_targets, paper.setting.n_test, paper.engine.args["canvas"], paper.baselines.validation) == (4000, 2000, 64, 500)
+    quick = setting_config("rot-g2", "quick", seed=5, overrides={"baselines": {"sdr": {"iterations": 7}}})
+    assert (quick.setting.n_targets, quick.task.epochs, quick.seed, quick.encoder.steps) == (400, 12, 5, 600)
+    assert (quick.baselines.sdr.iterations, quick.baselines.sdr.episode_size, quick.baselines.metasim.iterations) == (7, 150, 70)
+    assert json.loads(json.dumps(quick.to_dict()))["fit"]["codebook"]["grid_periodic"] == 24
+    with pytest.raises(ConfigError, match="unknown scale 'huge'"):
+        setting_config("rot-g2", "huge")
+    assert mnist_mod.PREFERRED["rot"][0] == "rot-g5"

@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -6,7 +7,14 @@ import torch
 from scenefit.attributes import wrap_angle
 from scenefit.engines.digits import digit_space
 from scenefit.scenarios import (
-    Component, Gaussian, Mixture, initial_scenes, mixture_from_dict, paper_mixture, position_mean, rotation_mean,
+    Component,
+    Gaussian,
+    Mixture,
+    initial_scenes,
+    mixture_from_dict,
+    paper_mixture,
+    position_mean,
+    rotation_mean,
 )
 
 
@@ -62,3 +70,27 @@ def test_mixture_from_dict_and_errors():
         mixture_from_dict({"components": [{"rotation": {"mean": 0, "std": -1}}]}, "t")
     with pytest.raises(ValueError, match="names unknown attribute 'zoom'"):
         mixture_from_dict({"components": [{"zoom": {"mean": 1}}]}).sample(digit_space(False, 20), 2, torch.Generator())
+
+
+@pytest.mark.parametrize("d, message", [
+    ({"components": [{"digit": {"probs": [-1, 1]}}]},
+     "t.components[0].digit: categorical probs must be finite, >= 0 and not all 0, got [-1.0, 1.0]"),
+    ({"components": [{"digit": {"probs": [0, 0]}}]}, "t.components[0].digit: categorical probs must be finite, >= 0 and not all 0, got [0.0, 0.0]"),
+    ({"components": [{"digit": {"probs": [0.5, "a"]}}]}, "t.components[0].digit.probs must be a number, got 'a'"),
+    ({"components": [{"rotation": {"mean": 1, "sd": 2}}]},
+     "t.components[0].rotation: expected {mean: .., std: ..} or {probs: [..]}, got {'mean': 1, 'sd': 2}"),
+    ({"components": [{"weight": -1, "rotation": {"mean": 1}}]}, "t: mixture weights must be finite, >= 0 and not all 0, got [-1.0]"),
+    ({"components": []}, "t: a mixture needs at least one component"),
+    ({"components": [{}], "extra": 1}, "t: unknown key(s) ['extra']; expected 'components' and 'defaults'"),
+])
+def test_mixture_from_dict_errors_name_the_path(d, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        mixture_from_dict(d, "t")
+
+
+def test_probs_mixture_round_trips_and_draws_only_listed_categories():
+    m = mixture_from_dict({"components": [{"weight": 1, "rotation": {"mean": 90, "std": 0}, "digit": {"probs": [0] * 9 + [1]}}],
+                           "defaults": {"rotation": {"mean": 0, "std": 1}}})
+    assert mixture_from_dict(m.to_dict()) == m
+    attrs, _ = m.sample(digit_space(False, 20.0), 500, torch.Generator().manual_seed(0))
+    assert attrs[:, 1].unique().tolist() == [9.0] and attrs[:, 0].unique().tolist() == [90.0]

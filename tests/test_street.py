@@ -1,4 +1,6 @@
-"""Street engine: closed-form camera checks, label/image agreement, determinism, target domain, loaders."""
+"""Street engine: closed-form camera checks, label/image agreement, determinism, per-row seeding, the built-in
+target mixture, loaders. (The street-grade look is tested in test_looks.py, the generic contract in
+test_engine_contract.py.)"""
 
 from __future__ import annotations
 
@@ -11,18 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from scenefit.engines.base import make_engine
-from scenefit.engines.labels import CLASS_NAMES, NUM_CLASSES, colorize, id_to_train_id, label
-from scenefit.engines.street import INITIAL_SCENE, StreetEngine
+from scenefit.configio import preset
+from scenefit.engines.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, colorize, id_to_train_id, label
+from scenefit.engines.registry import EngineSpecError, make_engine
+from scenefit.engines.street import INITIAL_SCENE, KITTI_FOCAL_FRACTION as KITTI, StreetEngine
 from scenefit.engines.street_mesh import _QUADS, visible_boxes
 from scenefit.engines.street_scene import CAR, SKY, Boxes
-from scenefit.street_targets import (
-    load_cityscapes,
-    load_kitti_semantics,
-    render_target_domain,
-    sample_target_attributes,
-    target_appearance,
-)
+from scenefit.street_targets import load_cityscapes, load_kitti_semantics
 
 torch.set_num_threads(1)
 
@@ -81,10 +78,16 @@ def test_label_table_matches_cityscapes():
 
 # ------------------------------------------------------------------------------------------- engine
 def test_attribute_space_and_registry():
-    engine = make_engine("street", height=24, width=80)
+    engine = make_engine("street", {"height": 24, "width": 80})
     assert isinstance(engine, StreetEngine) and engine.space.dim == 20 and not engine.differentiable
     assert engine.space["lane_count"].categories == ("1", "2", "3", "4")
-    assert engine.describe()["height"] == 24
+    assert engine.label_kind == "mask" and engine.labels.names == CLASS_NAMES and engine.labels.ignore_index == IGNORE_INDEX
+    assert engine.labels.colors[CLASS_NAMES.index("road")] == (128, 64, 128)
+    d = engine.describe()
+    assert (d["height"], d["width"]) == (24, 80) and d["spec"] == {"name": "street", "args": {"height": 24, "width": 80}}
+    assert "frames_per_pass" not in d["config"] and d["config"]["lighting"] is True
+    with pytest.raises(EngineSpecError, match=r"^engine 'street' with engine.args \{'fov': 90\}: StreetEngine got unknown options \['fov'\]"):
+        make_engine("street", {"fov": 90})
     with pytest.raises(ValueError, match=r"StreetConfig.height must be a positive int, got 0"):
         StreetEngine(height=0)
     with pytest.raises(TypeError, match=r"unknown options \['fov'\]"):
@@ -208,6 +211,35 @@ def test_lit_render_contract_and_determinism():
 
 
 @needs_gl
+def test_a_row_renders_the_same_in_any_batch_position_and_pass_size():
+    """Frames are drawn at one framebuffer origin: no pixel depends on the batch, the pass size or earlier batches."""
+    g = torch.Generator().manual_seed(1)
+    with StreetEngine(height=32, width=96) as big, StreetEngine(height=32, width=96, frames_per_pass=2) as small:
+        attrs = big.sample_initial(5, g)
+        seeds = torch.randint(0, 2**62, (5,), generator=g)
+        ref = big.render_seeded(attrs, seeds)
+        for engine in (big, small):
+            parts = [engine.render_seeded(attrs[i:j], seeds[i:j]) for i, j in ((0, 1), (1, 4), (4, 5))]
+            assert torch.equal(torch.cat([p["image"] for p in parts]), ref["image"])
+            assert torch.equal(torch.cat([p["label"] for p in parts]), ref["label"])
+            rev = engine.render_seeded(attrs.flip(0), seeds.flip(0))
+            assert torch.equal(rev["image"], ref["image"].flip(0)) and torch.equal(rev["label_id"], ref["label_id"].flip(0))
+
+
+def test_resized_engine_is_the_same_camera_at_another_size():
+    engine = StreetEngine(height=96, width=320)
+    half = engine.resized(48, 160)
+    assert isinstance(half, StreetEngine) and (half.height, half.width) == (48, 160) and engine.resized(96, 320) is engine
+    assert half.config.focal_fraction == engine.config.focal_fraction and half.focal_px == engine.focal_px / 2
+    row = attrs_row(engine, camera_pitch=3.0)
+    full_cam = engine.scenes(row, torch.tensor([5])).camera(0)
+    half_cam = half.scenes(row, torch.tensor([5])).camera(0)
+    assert half_cam.horizon_row() == pytest.approx(full_cam.horizon_row() / 2, abs=1e-9)
+    assert half_cam.horizon_row() == pytest.approx(24 - 160 * KITTI * math.tan(math.radians(3.0)), abs=1e-9)
+    assert half.describe()["config"] == {**engine.describe()["config"], "height": 48, "width": 160}
+
+
+@needs_gl
 def test_positive_curvature_bends_right(flat):
     out = flat.render_scenes(empty_scene(flat, road_curvature=0.008, camera_pitch=0.0))
     band = out["label"][0, 50:54]  # a few rows just below the horizon: far road
@@ -233,44 +265,33 @@ def test_box_faces_share_one_winding_and_culling():
 # ------------------------------------------------------------------------------- distributions
 def test_initial_distribution_is_a_plain_street_within_bounds():
     engine = StreetEngine()
-    x = engine.initial_distribution(500, torch.Generator().manual_seed(0))
+    x = engine.sample_initial(500, torch.Generator().manual_seed(0))
     assert x.shape == (500, 20)
     engine.space.check(x)
     assert (x[:, engine.space.index("lane_count")] == 1).all()
     centre = torch.tensor([INITIAL_SCENE[n] for n in engine.space.names])
+    assert torch.equal(engine.initial_centre(), centre)
     span = torch.tensor([a.span for a in engine.space])
     assert ((x.mean(0) - centre).abs() / span).max() < 0.02
+    # 5% of the span: the std of an unclamped attribute (camera height: 1.65 +- 0.0x, far from its bounds)
+    h = engine.space.index("camera_height")
+    assert x[:, h].std().item() == pytest.approx(0.05 * engine.space["camera_height"].span, rel=0.1)
+    assert torch.equal(engine.sample_initial(7), engine.sample_initial(7, torch.Generator().manual_seed(0)))
 
 
-def test_target_attributes_bimodal_within_bounds():
+def test_target_mixture_of_the_street_presets_is_bimodal_within_bounds():
     engine = StreetEngine()
-    x, mode = sample_target_attributes(engine.space, 2000, torch.Generator().manual_seed(0))
+    target = preset("street").setting.target
+    x, mode = target.sample(engine.space, 2000, torch.Generator().manual_seed(0))
     engine.space.check(x)
     assert 0.45 < mode.float().mean() < 0.55
     h = engine.space.index("building_height_left")
     assert x[mode == 0, h].mean() > 20 and x[mode == 1, h].mean() < 9
     lanes = x[:, engine.space.index("lane_count")]
     assert torch.equal(lanes, lanes.round()) and (lanes[mode == 1] <= 1).all()
-
-
-def test_target_appearance_is_seeded_quantised_and_different():
-    img = torch.rand(2, 3, 24, 80, generator=torch.Generator().manual_seed(0))
-    a = target_appearance(img, torch.Generator().manual_seed(1))
-    b = target_appearance(img, torch.Generator().manual_seed(1))
-    assert torch.equal(a, b) and a.shape == img.shape
-    assert 0 <= a.min() and a.max() <= 1 and torch.equal((a * 255).round(), a * 255)
-    assert (a - img).abs().mean() > 0.05
-    flat_grey = target_appearance(torch.full((1, 3, 24, 80), 0.5), torch.Generator().manual_seed(2))
-    assert flat_grey[0, :, 12, 40].mean() > flat_grey[0, :, 0, 0].mean() + 0.03  # vignetting darkens the corners
-
-
-@needs_gl
-def test_render_target_domain():
-    with StreetEngine(height=24, width=80) as engine:
-        out = render_target_domain(engine, 3, torch.Generator().manual_seed(0))
-    assert out["image"].shape == (3, 3, 24, 80) and out["label"].shape == (3, 24, 80)
-    assert out["attrs"].shape == (3, 20) and out["mode"].shape == (3,)
-    engine.space.check(out["attrs"])
+    # lane_count probs [0.05, 0.45, 0.4, 0.1] in the urban mode
+    freq = torch.bincount(lanes[mode == 0].long(), minlength=4).float() / (mode == 0).sum()
+    assert torch.allclose(freq, torch.tensor([0.05, 0.45, 0.4, 0.1]), atol=0.05)
 
 
 # ------------------------------------------------------------------------------------------ loaders

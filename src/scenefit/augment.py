@@ -5,7 +5,7 @@ engine renders reads the built-in target domain's graded, blurred, noisy images 
 fitting resolution at the paper scale); one trained on renders passed through :func:`photometric_augment`
 reads them at 54.8% (``benchmarks/bench_driving_fitfeatures.py``, docs/RESULTS.md). The ranges are generic
 camera variations; none is the target domain's fixed grading matrix or its vignetting
-(:mod:`scenefit.street_targets`), and no target image is used to choose them.
+(the ``street-grade`` look, :mod:`scenefit.looks`), and no target image is used to choose them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from scenefit.street_targets import gaussian_blur
+from scenefit.looks import gaussian_blur
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,15 @@ class PhotometricAugment:
 
 
 def photometric_augment(images: torch.Tensor, generator: torch.Generator, cfg: PhotometricAugment | None = None) -> torch.Tensor:
-    """Augment images (B, 3, H, W) in [0, 1], one independent draw per image (see :class:`PhotometricAugment`).
+    """Augment images (B, C, H, W) in [0, 1], one independent draw per image (see :class:`PhotometricAugment`).
 
-    Returns a new (B, 3, H, W) tensor in [0, 1]; deterministic for the generator's state.
+    Saturation and per-channel gain apply to RGB images (C = 3) only, but are drawn for any C so that the
+    other draws do not depend on the channel count. Returns a new (B, C, H, W) tensor in [0, 1];
+    deterministic for the generator's state.
     """
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (B, 1, H, W) or (B, 3, H, W), got shape {tuple(images.shape)}")
+    rgb = images.shape[1] == 3
     cfg = cfg or PhotometricAugment()
     b = images.shape[0]
 
@@ -64,8 +67,10 @@ def photometric_augment(images: torch.Tensor, generator: torch.Generator, cfg: P
     mean = x.mean((1, 2, 3), keepdim=True)
     x = mean + (x - mean) * u(cfg.contrast, 1, 1, 1)
     grey = x.mean(1, keepdim=True)
-    x = grey + (x - grey) * u(cfg.saturation, 1, 1, 1)
-    x = (x * u(cfg.gain, 3, 1, 1)).clamp(0, 1) ** u(cfg.gamma, 1, 1, 1)
+    sat, gain = u(cfg.saturation, 1, 1, 1), u(cfg.gain, 3, 1, 1)
+    if rgb:
+        x = (grey + (x - grey) * sat) * gain
+    x = x.clamp(0, 1) ** u(cfg.gamma, 1, 1, 1)
     blur = torch.rand(b, generator=generator) < cfg.blur_prob
     if blur.any():
         x[blur] = gaussian_blur(x[blur], 1e-3 + cfg.blur_sigma * torch.rand(int(blur.sum()), generator=generator))

@@ -1,89 +1,45 @@
-"""Loading target image folders and exporting synthetic datasets.
+"""Exporting a synthetic dataset that Hugging Face ``datasets`` loads with its names.
 
-Export layout (read as it is by Hugging Face ``datasets``' ``imagefolder``)::
+Layout (``load_dataset("imagefolder", data_dir=OUT)`` reads it as it is)::
 
     OUT/
       train/
         000000.png ...            synthetic images
-        labels/000000.png ...     label masks (segmentation engines only)
-        metadata.csv              file_name, label (or label_file), every attribute,
-                                  target (source target file), fit_loss
-      manifest.json               resolved config, seed, package versions, counts
+        masks/000000.png ...      label masks, class ids as 8-bit grey ("mask" engines; column ``mask``)
+        metadata.parquet          file_name, [mask_file_name | label], every attribute, target, fit_loss, seed
+      classes.json                the label table: id, name, colour
+      README.md                   dataset card (dataset_info: the label as ClassLabel, the mask as Image)
+      manifest.json               resolved config, engine identity, seed, package versions, counts
+      .scenefit                   ownership marker
 
-The folder appears only when complete (written to a temporary sibling, then renamed).
+The parquet schema carries the Hugging Face feature types, so ``label`` (and every categorical attribute)
+loads as ``ClassLabel`` with the class names and ``mask`` as an ``Image``. The folder appears only when
+complete (written to a temporary sibling, then renamed); an existing folder is replaced only when it is a
+scenefit dataset and ``overwrite`` is set.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import json
 import platform
-import warnings
+import shutil
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
-from PIL import Image, UnidentifiedImageError
+import yaml
+from PIL import Image
 from tqdm.auto import tqdm
 
-from scenefit.attributes import AttributeSpace
+from scenefit.engines.base import Engine
 from scenefit.io import atomic_dir, write_json
+from scenefit.runs import MARKER, FolderError, marker, sibling_lock
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm")
-
-
-class TargetFolderError(ValueError):
-    """A target folder or one of its files cannot be used."""
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Files of ``folder`` (non-recursive, sorted, hidden files skipped); raises if missing or empty."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise TargetFolderError(f"target folder does not exist: {folder}")
-    if not folder.is_dir():
-        raise TargetFolderError(f"target path is not a folder: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise TargetFolderError(f"target folder is empty: {folder} (expected PNG or JPEG images)")
-    return files
-
-
-def load_image_folder(folder: str | Path, channels: int, height: int, width: int, progress: bool = True) -> tuple[torch.Tensor, list[str]]:
-    """Load every image of ``folder`` as (N, C, H, W) float32 in [0, 1].
-
-    Images are converted to grayscale (C=1) or RGB (C=3) and resized
-    (bilinear) to H×W with one warning that says how many were resized.
-    Any file that is not a readable image raises :class:`TargetFolderError`
-    naming it; nothing is returned partially.
-
-    Returns:
-        images and the file names (relative to ``folder``).
-    """
-    files = list_images(folder)
-    mode = {1: "L", 3: "RGB"}[channels]
-    out = np.empty((len(files), height, width, channels), dtype=np.uint8)
-    resized: dict[tuple[int, int], int] = {}
-    for i, path in enumerate(tqdm(files, desc="loading targets", disable=not progress, leave=False)):
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise TargetFolderError(f"not an image file: {path} (supported: {', '.join(IMAGE_SUFFIXES)})")
-        try:
-            with Image.open(path) as im:
-                im.load()
-                im = im.convert(mode)
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise TargetFolderError(f"cannot read image {path}: {e}") from None
-        if im.size != (width, height):
-            resized[im.size] = resized.get(im.size, 0) + 1
-            im = im.resize((width, height), Image.BILINEAR)
-        out[i] = np.asarray(im).reshape(height, width, channels)
-    if resized:
-        sizes = ", ".join(f"{n} at {w}x{h}" for (w, h), n in sorted(resized.items()))
-        warnings.warn(f"{folder}: resized {sum(resized.values())} of {len(files)} images to {width}x{height} ({sizes})", stacklevel=2)
-    images = torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
-    return images, [p.name for p in files]
+RESERVED = ("file_name", "mask_file_name", "label", "target", "fit_loss", "seed")
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -109,64 +65,148 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def _column(name: str) -> str:
+    return f"attr_{name}" if name in RESERVED else name
+
+
+def _features(engine: Engine, masks: bool, targets: bool, fit_loss: bool, seeds: bool) -> dict:
+    """Hugging Face feature types of the metadata columns (``Features.to_dict()`` form)."""
+    feats: dict = {"file_name": {"dtype": "string", "_type": "Value"}}
+    if masks:
+        feats["mask_file_name"] = {"dtype": "string", "_type": "Value"}
+    else:
+        feats["label"] = {"names": list(engine.labels.names), "_type": "ClassLabel"}
+    for a in engine.space:
+        feats[_column(a.name)] = ({"names": list(a.categories), "_type": "ClassLabel"} if a.categorical
+                                  else {"dtype": "float64", "_type": "Value"})
+    if targets:
+        feats["target"] = {"dtype": "string", "_type": "Value"}
+    if fit_loss:
+        feats["fit_loss"] = {"dtype": "float64", "_type": "Value"}
+    if seeds:
+        feats["seed"] = {"dtype": "int64", "_type": "Value"}
+    return feats
+
+
+def _card(engine: Engine, feats: dict, n: int, masks: bool, manifest: dict) -> str:
+    info = []
+    for name, f in feats.items():
+        col = name[: -len("_file_name")] if name == "mask_file_name" else ("image" if name == "file_name" else name)
+        if name in ("file_name", "mask_file_name"):
+            info.append({"name": col, "dtype": "image"})
+        elif f["_type"] == "ClassLabel":
+            info.append({"name": col, "dtype": {"class_label": {"names": {str(i): c for i, c in enumerate(f["names"])}}}})
+        else:
+            info.append({"name": col, "dtype": f["dtype"]})
+    header = {"dataset_info": {"features": info, "splits": [{"name": "train", "num_examples": n}]},
+              "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "train/**"}]}]}
+    lab = engine.labels
+    rows = "\n".join(f"| {i} | {name} | {tuple(lab.colors[i]) if lab.colors else ''} |" for i, name in enumerate(lab.names))
+    kind = "a label mask per image (`mask`, class ids as 8-bit grey" + (f"; {lab.ignore_index} = ignore" if lab.ignore_index is not None else "") + ")" \
+        if masks else "a class label per image (`label`)"
+    return (f"---\n{yaml.safe_dump(header, sort_keys=False)}---\n\n# Synthetic dataset from scenefit\n\n"
+            f"{n} images rendered by the engine `{engine.name}` at attributes fitted to the target images, with {kind}, "
+            f"every attribute, the target each row was fitted to (`target`), the fit's content loss and the render seed.\n\n"
+            f"```python\nfrom datasets import load_dataset\nds = load_dataset(\"imagefolder\", data_dir=\"<this folder>\")\n```\n\n"
+            f"| id | class | colour |\n| --- | --- | --- |\n{rows}\n\nSetting: `{manifest.get('setting', '')}`; the resolved config "
+            f"and package versions are in `manifest.json`.\n")
+
+
 def export_dataset(
     out: str | Path,
     images: torch.Tensor,
     labels: torch.Tensor,
     attrs: torch.Tensor,
-    space: AttributeSpace,
+    engine: Engine,
     manifest: dict,
     targets: list[str] | None = None,
     fit_loss: torch.Tensor | None = None,
+    seeds: torch.Tensor | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    extra: dict[str, Path] | None = None,
 ) -> Path:
-    """Write a labeled synthetic dataset in imagefolder layout (see module doc).
+    """Write a labeled synthetic dataset (module doc).
 
     Args:
-        images: (N, C, H, W) in [0, 1].
-        labels: (N,) class ids, or (N, H, W) label masks (saved as PNG, column ``label_file``).
-        attrs: (N, D) natural units, one column per attribute of ``space``.
-        manifest: resolved config and seed; package versions and counts are added.
-        targets: per row, the target file it was fitted to; fit_loss: (N,) content loss.
+        images: (N, C, H, W) in [0, 1]. labels: (N,) class ids, or (N, H, W) masks of class ids.
+        attrs: (N, D) natural units, one column per attribute of ``engine.space``.
+        manifest: resolved config and seed; package versions, counts and the label table are added.
+        targets: per row, the target it was fitted to; fit_loss: (N,) content loss; seeds: (N,) render seeds.
+        extra: files copied into the dataset folder under the given names (e.g. ``fitted.parquet``).
     Returns:
         the dataset folder.
     """
+    out = Path(out)
+    if str(out) in ("", "."):
+        raise FolderError("the dataset folder must be named (got an empty path); pass e.g. --out runs/my-dataset")
     n = images.shape[0]
     if labels.shape[0] != n or attrs.shape[0] != n:
         raise ValueError(f"export: {n} images but {labels.shape[0]} labels and {attrs.shape[0]} attribute rows")
-    mask_labels = labels.ndim == 3
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with sibling_lock(out):
+        _clean_stale(out)
+        return _export(out, images, labels, attrs, engine, manifest, targets, fit_loss, seeds, overwrite, progress, extra)
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove temporary folders an interrupted export to ``out`` left beside it (called under its lock)."""
+    for p in out.parent.glob(f".{out.name}.*.partial"):
+        shutil.rmtree(p, ignore_errors=True)
+    old = out.with_name(f".{out.name}.old")
+    if old.is_dir() and marker(old) is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _export(out: Path, images, labels, attrs, engine, manifest, targets, fit_loss, seeds, overwrite, progress, extra) -> Path:
+    n = images.shape[0]
+    if out.exists():
+        m = marker(out)
+        if m is None or m.get("kind") != "dataset":
+            raise FolderError(f"{out} exists and is not a scenefit dataset; scenefit replaces only folders it created: choose another --out")
+        if not overwrite:
+            raise FileExistsError(f"dataset folder already exists: {out} (choose another --out or pass --overwrite)")
+    masks = labels.dim() == 3
+    feats = _features(engine, masks, targets is not None, fit_loss is not None, seeds is not None)
     pixels = to_uint8(images)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=True) as tmp:
         train = tmp / "train"
-        (train / "labels").mkdir(parents=True) if mask_labels else train.mkdir(parents=True)
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        header = ["file_name", "label_file" if mask_labels else "label", *space.names]
-        header += ["target"] if targets is not None else []
-        header += ["fit_loss"] if fit_loss is not None else []
-        writer.writerow(header)
+        (train / "masks").mkdir(parents=True) if masks else train.mkdir(parents=True)
+        cols: dict[str, list] = {k: [] for k in feats}
         for i in tqdm(range(n), desc="writing dataset", disable=not progress, leave=False):
             name = f"{i:06d}.png"
             save_png(pixels[i], train / name)
-            if mask_labels:
-                save_png(labels[i].to(torch.uint8).cpu().numpy(), train / "labels" / name)
-                row = [name, f"labels/{name}"]
+            cols["file_name"].append(name)
+            if masks:
+                save_png(labels[i].to(torch.uint8).cpu().numpy(), train / "masks" / name)
+                cols["mask_file_name"].append(f"masks/{name}")
             else:
-                row = [name, int(labels[i])]
-            row += [f"{v:.6g}" for v in attrs[i].tolist()]
-            row += [targets[i]] if targets is not None else []
-            row += [f"{float(fit_loss[i]):.6g}"] if fit_loss is not None else []
-            writer.writerow(row)
-        (train / "metadata.csv").write_text(buf.getvalue())
-        write_json(
-            tmp / "manifest.json",
-            {
-                **manifest,
-                "count": n,
-                "attributes": space.to_dict(),
-                "versions": package_versions(),
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
-        )
-    return Path(out)
+                cols["label"].append(int(labels[i]))
+        for j, a in enumerate(engine.space):
+            v = attrs[:, j].cpu()
+            cols[_column(a.name)] = v.round().long().tolist() if a.categorical else v.double().tolist()
+        if targets is not None:
+            cols["target"] = list(targets)
+        if fit_loss is not None:
+            cols["fit_loss"] = fit_loss.double().tolist()
+        if seeds is not None:
+            cols["seed"] = seeds.long().tolist()
+        table = pa.table(cols).replace_schema_metadata({"huggingface": json.dumps({"info": {"features": feats}})})
+        pq.write_table(table, train / "metadata.parquet")
+        (tmp / "README.md").write_text(_card(engine, feats, n, masks, manifest))
+        lab = engine.labels
+        write_json(tmp / "classes.json", {"label_kind": engine.label_kind, "ignore_index": lab.ignore_index,
+                                           "classes": [{"id": i, "name": c, "color": list(lab.colors[i]) if lab.colors else None}
+                                                       for i, c in enumerate(lab.names)]})
+        write_json(tmp / "manifest.json", {**manifest, "count": n, "label_kind": engine.label_kind, "labels": lab.to_dict(),
+                                           "attributes": engine.space.to_dict(), "versions": package_versions(),
+                                           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        for name, src in (extra or {}).items():
+            shutil.copy2(src, tmp / name)
+        write_json(tmp / MARKER, {"kind": "dataset", "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return out
+
+
+def read_metadata(folder: str | Path) -> dict[str, list]:
+    """The metadata columns of an exported dataset (``train/metadata.parquet``) as lists."""
+    return pq.read_table(Path(folder) / "train" / "metadata.parquet").to_pydict()

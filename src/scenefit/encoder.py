@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from scenefit.attributes import AttributeSpace
 from scenefit.engines.base import Engine
+from scenefit.guards import check_loss, check_model
 from scenefit.io import load_model_for_engine, save_model_for_engine
 
 
@@ -41,6 +42,9 @@ class EncoderConfig:
         for name in ("width", "bins", "batch_size", "steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"encoder.{name} must be > 0, got {getattr(self, name)}")
+        for name, cap in (("width", 1024), ("bins", 3600), ("batch_size", 65536)):  # a typo must not ask for gigabytes
+            if getattr(self, name) > cap:
+                raise ValueError(f"encoder.{name} must be <= {cap}, got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"encoder.lr must be a finite number > 0, got {self.lr}")
 
@@ -150,6 +154,7 @@ def train_encoder(
         with torch.no_grad():
             images = engine.images(attrs, g)
         loss = enc.loss(images.to(device), attrs.to(device))
+        check_loss(loss, "encoder E", "encoder.lr", step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -160,6 +165,7 @@ def train_encoder(
             callback(step, enc)
             enc.train()
     enc.eval()
+    check_model(enc, "encoder E", "encoder.lr")
     tail = losses[-50:]
     return enc, {"steps": cfg.steps, "seconds": time.time() - t0, "final_loss": sum(tail) / len(tail)}
 

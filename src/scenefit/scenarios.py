@@ -1,7 +1,8 @@
 """Attribute distributions: initial scenes, target mixtures ``Gk`` and the paper's presets.
 
 A :class:`Mixture` is an equal- or custom-weight mixture of axis-aligned
-Gaussians over the continuous attributes of a space; categorical attributes are
+Gaussians over the continuous attributes of a space; a component may give a
+categorical attribute its own probabilities (``{probs: [...]}``), otherwise it is
 drawn uniformly. Periodic samples are wrapped, bounded ones clamped.
 
 The paper's ten settings (§4.1), defined exactly so: rotation component j of
@@ -38,13 +39,27 @@ class Gaussian:
 
 
 @dataclass(frozen=True)
-class Component:
-    """One mixture component: a Gaussian per named continuous attribute.
+class Categorical:
+    """Probabilities of a categorical attribute's categories (normalised when drawn)."""
 
-    Attributes missing here fall back to the mixture's ``defaults``.
+    probs: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        p = tuple(float(x) for x in self.probs)
+        object.__setattr__(self, "probs", p)
+        if not p or any(not math.isfinite(x) or x < 0 for x in p) or sum(p) <= 0:
+            raise ValueError(f"categorical probs must be finite, >= 0 and not all 0, got {list(p)}")
+
+
+@dataclass(frozen=True)
+class Component:
+    """One mixture component: a Gaussian per named continuous attribute, optional probs per categorical one.
+
+    Attributes missing here fall back to the mixture's ``defaults`` (continuous: a point at 0 if none;
+    categorical: uniform).
     """
 
-    attrs: dict[str, Gaussian]
+    attrs: dict[str, Gaussian | Categorical]
     weight: float = 1.0
 
 
@@ -70,16 +85,54 @@ class Mixture:
 
     def gaussian(self, k: int, name: str) -> Gaussian:
         """The normal of attribute ``name`` in component ``k`` (or the default, else a point at 0)."""
-        return self.components[k].attrs.get(name, self.defaults.get(name, Gaussian(0.0, 0.0)))
+        g = self.components[k].attrs.get(name, self.defaults.get(name, Gaussian(0.0, 0.0)))
+        return g if isinstance(g, Gaussian) else Gaussian(0.0, 0.0)
 
-    def check(self, space: AttributeSpace) -> None:
-        """Raise if a component names an attribute the space lacks or a categorical one."""
-        for k, comp in enumerate(self.components):
-            for name in list(comp.attrs) + list(self.defaults):
+    def categorical(self, k: int, name: str, n: int) -> torch.Tensor:
+        """(n,) normalised probabilities of categorical ``name`` in component ``k`` (uniform unless given)."""
+        c = self.components[k].attrs.get(name, self.defaults.get(name))
+        p = torch.tensor(c.probs, dtype=torch.float64) if isinstance(c, Categorical) else torch.ones(n, dtype=torch.float64)
+        return p / p.sum()
+
+    def _has_probs(self, name: str) -> bool:
+        return any(isinstance(c.attrs.get(name, self.defaults.get(name)), Categorical) for c in self.components)
+
+    def check(self, space: AttributeSpace, where: str = "mixture") -> None:
+        """Raise ``ValueError`` naming ``where`` if a component names an attribute the space lacks, gives a
+        Gaussian to a categorical attribute, probs to a continuous one, or the wrong number of probs."""
+        for k, comp in [(k, c.attrs) for k, c in enumerate(self.components)] + [("defaults", self.defaults)]:
+            at = f"{where}.components[{k}]" if k != "defaults" else f"{where}.defaults"
+            for name, law in comp.items():
                 if name not in space.names:
-                    raise ValueError(f"mixture component {k} names unknown attribute '{name}'; known: {list(space.names)}")
-                if space[name].categorical:
-                    raise ValueError(f"mixture component {k}: categorical attribute '{name}' is drawn uniformly, give no Gaussian")
+                    raise ValueError(f"{at} names unknown attribute '{name}'; known: {list(space.names)}")
+                a = space[name]
+                if a.categorical and not isinstance(law, Categorical):
+                    raise ValueError(f"{at}.{name}: '{name}' is categorical; give {{probs: [{a.num_categories} values]}}, "
+                                     f"not a mean and std")
+                if not a.categorical and isinstance(law, Categorical):
+                    raise ValueError(f"{at}.{name}: '{name}' is continuous; give {{mean: .., std: ..}}, not probs")
+                if isinstance(law, Categorical) and len(law.probs) != a.num_categories:
+                    raise ValueError(f"{at}.{name}: {len(law.probs)} probs for {a.num_categories} categories {list(a.categories)}")
+
+    def centre(self, space: AttributeSpace) -> torch.Tensor:
+        """(D,) centre in natural units: weighted mean of the component means (circular for periodic attributes),
+        the most probable category for categorical ones."""
+        self.check(space)
+        w = self.weights.double()
+        out = []
+        for a in space:
+            if a.categorical:
+                p = sum(w[k] * self.categorical(k, a.name, a.num_categories) for k in range(len(self.components)))
+                out.append(float(torch.as_tensor(p).argmax()))
+                continue
+            m = torch.tensor([self.gaussian(k, a.name).mean for k in range(len(self.components))], dtype=torch.float64)
+            if a.periodic:
+                phase = (m - a.low) / a.span * 2 * math.pi
+                mean = torch.atan2((w * phase.sin()).sum(), (w * phase.cos()).sum()) % (2 * math.pi)
+                out.append(float(a.low + mean / (2 * math.pi) * a.span) if len(m) > 1 else float(m[0]))
+            else:
+                out.append(float((w * m).sum()))
+        return space.clamp(torch.tensor([out], dtype=torch.float32))[0]
 
     def sample(self, space: AttributeSpace, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` attribute vectors.
@@ -92,6 +145,13 @@ class Mixture:
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         cols = []
         for i, a in enumerate(space):
+            if a.categorical and self._has_probs(a.name):
+                cdf = torch.stack([self.categorical(k, a.name, a.num_categories) for k in range(len(self.components))]).cumsum(1)
+                cdf = cdf / cdf[:, -1:]  # ends at exactly 1, and so does every entry after the last non-zero prob
+                u = torch.rand(n, generator=generator, dtype=torch.float64)
+                # inverse CDF: category k holds u in [cdf[k-1], cdf[k]), empty for a zero prob
+                cols.append((u[:, None] >= cdf[comp]).sum(1).clamp(max=a.num_categories - 1).float())
+                continue
             if a.categorical:
                 cols.append(torch.randint(a.num_categories, (n,), generator=generator).float())
                 continue
@@ -104,32 +164,60 @@ class Mixture:
     def to_dict(self) -> dict:
         """JSON/YAML-ready form (inverse of :func:`mixture_from_dict`)."""
         return {
-            "components": [
-                {"weight": c.weight, **{n: {"mean": g.mean, "std": g.std} for n, g in c.attrs.items()}} for c in self.components
-            ],
-            "defaults": {n: {"mean": g.mean, "std": g.std} for n, g in self.defaults.items()},
+            "components": [{"weight": c.weight, **{n: _law_dict(g) for n, g in c.attrs.items()}} for c in self.components],
+            "defaults": {n: _law_dict(g) for n, g in self.defaults.items()},
         }
 
 
+def _law_dict(law: Gaussian | Categorical) -> dict:
+    return {"probs": list(law.probs)} if isinstance(law, Categorical) else {"mean": law.mean, "std": law.std}
+
+
+def _number(v, at: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise ValueError(f"{at} must be a number, got {v!r}")
+    try:
+        return float(v)
+    except ValueError:
+        raise ValueError(f"{at} must be a number, got {v!r}") from None
+
+
 def mixture_from_dict(d: dict, where: str = "mixture") -> Mixture:
-    """Build a mixture from ``{"components": [{"weight": w, "rotation": {"mean": m, "std": s}}, ...]}``."""
+    """Build a mixture from ``{"components": [{"weight": w, "rotation": {"mean": m, "std": s}}, ...]}``.
+
+    A categorical attribute takes ``{"probs": [p0, p1, ...]}``. Errors name the path inside ``where``.
+    """
     if not isinstance(d, dict) or "components" not in d:
         raise ValueError(f"{where}: expected a mapping with a 'components' list, got {d!r}")
+    if set(d) - {"components", "defaults"}:
+        raise ValueError(f"{where}: unknown key(s) {sorted(set(d) - {'components', 'defaults'})}; expected 'components' and 'defaults'")
 
-    def gauss(v, at: str) -> Gaussian:
+    def law(v, at: str) -> Gaussian | Categorical:
+        if isinstance(v, dict) and set(v) == {"probs"} and isinstance(v["probs"], (list, tuple)):
+            try:
+                return Categorical(tuple(_number(x, f"{at}.probs") for x in v["probs"]))
+            except ValueError as e:
+                raise ValueError(f"{at}: {e}" if not str(e).startswith(at) else str(e)) from None
         if not isinstance(v, dict) or set(v) - {"mean", "std"} or "mean" not in v:
-            raise ValueError(f"{at}: expected {{mean: .., std: ..}}, got {v!r}")
+            raise ValueError(f"{at}: expected {{mean: .., std: ..}} or {{probs: [..]}}, got {v!r}")
         try:
-            return Gaussian(float(v["mean"]), float(v.get("std", 0.0)))
+            return Gaussian(_number(v["mean"], f"{at}.mean"), _number(v.get("std", 0.0), f"{at}.std"))
         except ValueError as e:
-            raise ValueError(f"{at}: {e}") from None
+            raise ValueError(f"{at}: {e}" if not str(e).startswith(at) else str(e)) from None
 
+    if not isinstance(d["components"], (list, tuple)):
+        raise ValueError(f"{where}.components must be a list, got {d['components']!r}")
     comps = []
     for k, c in enumerate(d["components"]):
+        if not isinstance(c, dict):
+            raise ValueError(f"{where}.components[{k}] must be a mapping, got {c!r}")
         c = dict(c)
-        weight = float(c.pop("weight", 1.0))
-        comps.append(Component({n: gauss(v, f"{where}.components[{k}].{n}") for n, v in c.items()}, weight))
-    defaults = {n: gauss(v, f"{where}.defaults.{n}") for n, v in (d.get("defaults") or {}).items()}
+        weight = _number(c.pop("weight", 1.0), f"{where}.components[{k}].weight")
+        comps.append(Component({str(n): law(v, f"{where}.components[{k}].{n}") for n, v in c.items()}, weight))
+    defaults = d.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ValueError(f"{where}.defaults must be a mapping, got {defaults!r}")
+    defaults = {str(n): law(v, f"{where}.defaults.{n}") for n, v in defaults.items()}
     try:
         return Mixture(tuple(comps), defaults)
     except ValueError as e:

@@ -17,7 +17,11 @@ from tqdm.auto import tqdm
 
 from scenefit.attributes import AttributeSpace
 from scenefit.engines.base import Engine
+from scenefit.guards import check_loss, check_model
 from scenefit.io import load_model_for_engine, save_model_for_engine
+
+
+SURROGATE_CAPS = {"hidden": 65536, "base_channels": 4096, "num_upsamples": 12, "batch_size": 65536, "holdout": 1_000_000}
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ class SurrogateConfig:
         for name in ("hidden", "base_channels", "num_upsamples", "batch_size", "max_steps", "eval_every", "holdout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"surrogate.{name} must be > 0, got {getattr(self, name)}")
+        for name, cap in SURROGATE_CAPS.items():  # sane sizes: a typo must not ask for gigabytes of weights
+            if getattr(self, name) > cap:
+                raise ValueError(f"surrogate.{name} must be <= {cap}, got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"surrogate.lr must be a finite number > 0, got {self.lr}")
         if not (math.isfinite(self.target_l1) and self.target_l1 >= 0):
@@ -158,6 +165,7 @@ def train_surrogate(
         with torch.no_grad():
             target = engine.images(attrs, g)
         loss = (model(attrs.to(device)) - target.to(device)).abs().mean()
+        check_loss(loss, "surrogate G", "surrogate.lr", step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -169,6 +177,7 @@ def train_surrogate(
                 reached = True
                 break
     model.eval()
+    check_model(model, "surrogate G", "surrogate.lr")
     report = {
         "heldout_l1": curve[-1][1],
         "steps": curve[-1][0],
@@ -178,6 +187,17 @@ def train_surrogate(
         "curve": curve,
     }
     return model, report
+
+
+@torch.no_grad()
+def surrogate_report(model: Surrogate, engine: Engine, n: int, seed: int) -> dict:
+    """G's held-out L1 on ``n`` fresh uniform renders beside two references (pixels in [0, 1]): the L1 of the
+    mean image (what G scores if it ignores the attributes) and R's own noise floor (:func:`noise_floor`)."""
+    attrs, images = holdout_set(engine, n, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    mean = engine.images(engine.space.sample_uniform(max(n, 64), g), g).mean(0, keepdim=True)
+    return {"heldout_l1": l1_error(model, attrs, images), "mean_image_l1": (images - mean).abs().mean().item(),
+            "noise_floor": noise_floor(engine, n, seed + 2), "holdout": n, "resolution": [engine.height, engine.width]}
 
 
 def save_surrogate(path, model: Surrogate, engine: Engine, report: dict | None = None) -> None:

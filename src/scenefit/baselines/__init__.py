@@ -24,7 +24,6 @@ from scenefit.baselines.base import (
     mixture_sampler,
 )
 from scenefit.baselines.metasim import MetaSim, MetaSimConfig
-from scenefit.baselines.scoring import digit_score_fn
 from scenefit.baselines.sdr import SDR, SDRConfig
 
 BASELINES: dict[str, tuple[type[Baseline], Any]] = {
@@ -64,7 +63,6 @@ __all__ = [
     "SDRConfig",
     "Sampler",
     "ScoreFn",
-    "digit_score_fn",
     "make_baseline",
     "mixture_sampler",
 ]

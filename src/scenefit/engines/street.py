@@ -3,35 +3,39 @@
 The pieces: :mod:`~scenefit.engines.street_scene` (attribute table, camera, scene
 data), :mod:`~scenefit.engines.street_layout` (attributes -> scenes, batched numpy),
 :mod:`~scenefit.engines.street_mesh` (scenes -> triangle soup) and this module (the
-engine). Each batch is uploaded once and every frame is drawn into a tile of an
-offscreen atlas that is read back once per pass. One fragment shader writes the lit colour
-(attachment 0) and the flat Cityscapes id (attachment 1) of the same fragment, so
-image and label agree pixel for pixel; no antialiasing, nearest everything.
+engine). Each batch is uploaded once; every frame is drawn at the origin of the same
+offscreen framebuffer and copied on the GPU into its slot of a pixel-pack buffer that
+is read back once per pass, so a frame renders the same pixels wherever it falls in a
+batch. One fragment shader writes the lit colour (attachment 0) and the flat
+Cityscapes id (attachment 1) of the same fragment, so image and label agree pixel for
+pixel; no antialiasing, nearest everything.
 
 Example::
 
     engine = StreetEngine()                      # 96 x 320, KITTI-like focal length
     g = torch.Generator().manual_seed(0)
-    attrs = engine.initial_distribution(8, g)    # (8, 20)
+    attrs = engine.sample_initial(8, g)          # (8, 20)
     out = engine.render(attrs, generator=g)
     out["image"].shape, out["label"].shape       # (8, 3, 96, 320), (8, 96, 320)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import torch
 
 from scenefit.attributes import AttributeSpace
-from scenefit.engines.base import Engine, register_engine
-from scenefit.engines.labels import id_to_train_id_table
+from scenefit.engines.base import Engine, LabelTable
+from scenefit.engines.labels import CLASS_NAMES, IGNORE_INDEX, id_to_train_id_table, label
+from scenefit.engines.registry import register_engine
 from scenefit.engines.street_layout import layout_scenes
 from scenefit.engines.street_mesh import scene_triangles
 from scenefit.engines.street_scene import SKY, STREET_ATTRIBUTES, LayoutConfig, Scenes
 
 KITTI_FOCAL_FRACTION = 721.5377 / 1242.0  # KITTI P2 fx / image width
+_PACK_BYTES = 256 << 20  # at most this many bytes of colour read back per pass
 
 _VERTEX = """
 #version 330
@@ -86,7 +90,7 @@ class StreetConfig:
     height, width: image size (px); focal_fraction: focal length / width (KITTI by
     default); lighting: sun + ambient + fog (False: raw albedo, for tests);
     fog_distance (m): distance at which fog reaches 63%; frames_per_pass: frames
-    tiled into one offscreen atlas per draw/read cycle.
+    drawn per draw/read cycle (changes speed and memory, never pixels).
     """
 
     height: int = 96
@@ -147,12 +151,16 @@ class StreetEngine(Engine):
     name = "street"
     differentiable = False
     channels = 3
+    label_kind = "mask"
+    labels = LabelTable(CLASS_NAMES, tuple(label(n).color for n in CLASS_NAMES), IGNORE_INDEX)
 
     def __init__(self, config: StreetConfig | None = None, **overrides) -> None:
         known = {f.name for f in fields(StreetConfig)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise TypeError(f"StreetEngine got unknown options {unknown}; known: {sorted(known)}")
+        if isinstance(overrides.get("layout"), dict):  # from a config file
+            overrides["layout"] = LayoutConfig(**overrides["layout"])
         base = config or StreetConfig()
         self.config = StreetConfig(**{**{k: getattr(base, k) for k in known}, **overrides})
         self.height, self.width = self.config.height, self.config.width
@@ -169,26 +177,17 @@ class StreetEngine(Engine):
         rngs = [np.random.default_rng(int(seed)) for seed in seeds.tolist()]
         return layout_scenes(rows, self.space.names, rngs, self.focal_px, self.height, self.width, self.config.layout)
 
-    def render(self, attrs: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Render attribute rows ``attrs`` (B, 20) in natural units.
+    def render_seeded(self, attrs: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Render attribute rows ``attrs`` (B, 20) in natural units; row i depends only on (attrs[i], seeds[i]).
 
-        Per-image seeds are drawn from ``generator`` (``None`` means a generator
-        seeded with 0, so the engine is then a fixed function of ``attrs``).
         Rows outside the attribute bounds raise ``ValueError`` naming the attribute.
 
         Returns (on ``attrs.device``):
             ``"image"``: (B, 3, H, W) float32 in [0, 1];
             ``"label"``: (B, H, W) int64 Cityscapes train ids (0..18, 255 = ignore);
             ``"label_id"``: (B, H, W) int64 Cityscapes ids;
-            ``"seed"``: (B,) int64 per-image layout seeds (``render_seeded`` reproduces a row).
+            ``"seed"``: (B,) int64 per-image layout seeds.
         """
-        if generator is None:
-            generator = torch.Generator().manual_seed(0)
-        seeds = torch.randint(0, 2**62, (attrs.shape[0],), generator=generator, dtype=torch.int64)
-        return self.render_seeded(attrs, seeds)
-
-    def render_seeded(self, attrs: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Like :meth:`render` with explicit per-image seeds (B,) int64: row i depends only on (attrs[i], seeds[i])."""
         if attrs.shape[0] == 0:
             self.space.check(attrs)
             h, w = self.height, self.width
@@ -203,16 +202,31 @@ class StreetEngine(Engine):
         """The initial scene's centre, :data:`INITIAL_SCENE`, as one (20,) float32 row in natural units."""
         return torch.tensor([INITIAL_SCENE[name] for name in self.space.names], dtype=torch.float32)
 
-    def initial_distribution(self, n: int, generator: torch.Generator) -> torch.Tensor:
+    def sample_initial(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Initial scenes: a plain, average two-lane street, each attribute N(default, 5% of span), clamped.
 
         Returns:
             (n, 20) float32 attribute rows in natural units.
         """
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
         mean = self.initial_centre()
         span = torch.tensor([0.0 if a.categorical else a.span for a in self.space], dtype=torch.float32)
         x = mean + 0.05 * span * torch.randn(n, self.space.dim, generator=generator)
         return self.space.clamp(x)
+
+    def describe(self) -> dict:
+        """Identity for checkpoint checks: adds the renderer settings (focal length, lighting, fog, layout)."""
+        cfg = asdict(self.config)
+        cfg.pop("frames_per_pass")  # changes speed, not pixels
+        return {**super().describe(), "config": cfg}
+
+    def resized(self, height: int, width: int) -> "StreetEngine":
+        """The same street at ``height`` × ``width``, rasterized natively (same scene for the same seed)."""
+        if (height, width) == (self.height, self.width):
+            return self
+        eng = StreetEngine(replace(self.config, height=height, width=width))
+        eng.spec = self.spec
+        return eng
 
     # ---------------------------------------------------------------- OpenGL
     def _context(self) -> dict:
@@ -227,18 +241,27 @@ class StreetEngine(Engine):
         return self._gl
 
     def _targets(self, gl: dict, frames: int) -> int:
-        """Make the offscreen atlas hold ``frames`` tiles (grown, never shrunk); returns the tile count."""
+        """Make the one-frame framebuffer and the pixel-pack buffers for ``frames`` frames (grown, never shrunk).
+
+        Every frame is drawn at the same place, the framebuffer's origin, and copied into its slot of the
+        pack buffers on the GPU: a frame's pixels never depend on where it falls in a batch (rasterizing at
+        another viewport offset moves interpolated values by rounding, and a pixel's colour by one level).
+        Returns the number of frames per draw/read pass.
+        """
         ctx = gl["ctx"]
-        tiles = min(frames, self.config.frames_per_pass, ctx.info["GL_MAX_RENDERBUFFER_SIZE"] // self.height)
-        if gl["tiles"] < tiles:
-            for k in ("fbo", "color", "label", "depth"):
-                if gl.get(k) is not None:
-                    gl[k].release()
-            size = (self.width, tiles * self.height)
+        if gl["fbo"] is None:
+            size = (self.width, self.height)
             gl["color"] = ctx.renderbuffer(size, components=4)
             gl["label"] = ctx.renderbuffer(size, components=1, dtype="u1")
             gl["depth"] = ctx.depth_renderbuffer(size)
             gl["fbo"] = ctx.framebuffer([gl["color"], gl["label"]], gl["depth"])
+        tiles = max(1, min(frames, self.config.frames_per_pass, _PACK_BYTES // (self.height * self.width * 3)))
+        if gl["tiles"] < tiles:
+            for k in ("rgb_pack", "label_pack"):
+                if gl.get(k) is not None:
+                    gl[k].release()
+            gl["rgb_pack"] = ctx.buffer(reserve=tiles * self.height * self.width * 3)
+            gl["label_pack"] = ctx.buffer(reserve=tiles * self.height * self.width)
             gl["tiles"] = tiles
         return gl["tiles"]
 
@@ -269,24 +292,24 @@ class StreetEngine(Engine):
         }
 
     def _draw(self, gl: dict, scenes: Scenes, image: np.ndarray, label_id: np.ndarray) -> None:
-        """Draw ``scenes`` chunk by chunk into the atlas and read them into ``image`` (B, 3, H, W) / ``label_id`` (B, H, W) uint8."""
+        """Draw ``scenes`` chunk by chunk and read them into ``image`` (B, 3, H, W) / ``label_id`` (B, H, W) uint8."""
         b, h, w = len(scenes), self.height, self.width
         ctx, prog, tiles = gl["ctx"], gl["prog"], self._targets(gl, max(b, 1))
         ctx.enable(ctx.DEPTH_TEST)
         ctx.front_face = "ccw"
         prog["u_lit"].value = int(self.config.lighting)
         prog["u_fog_distance"].value = self.config.fog_distance
+        fbo = gl["fbo"]
+        fbo.use()
+        ctx.viewport = (0, 0, w, h)
         for start in range(0, b, tiles):
             chunk = scenes.frames(start, min(start + tiles, b))
             n = len(chunk)
             verts, ranges = scene_triangles(chunk, self.config.layout)
             self._upload(gl, verts)
-            fbo = gl["fbo"]
-            fbo.use()
-            fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
             for i in range(n):
                 cam = chunk.camera(i)
-                ctx.viewport = (0, (tiles - 1 - i) * h, w, h)
+                fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
                 prog["u_vp"].write((cam.projection_matrix() @ cam.view_matrix()).T.astype("f4").tobytes())
                 prog["u_cam"].value = tuple(cam.position)
                 prog["u_sun_dir"].value = tuple(chunk.sun_dir[i])
@@ -301,11 +324,13 @@ class StreetEngine(Engine):
                         gl["vao"].render(first=first, vertices=count)
                         if k == 0:
                             ctx.disable(ctx.CULL_FACE)
-            view = (0, (tiles - n) * h, w, n * h)
-            rgb = np.frombuffer(fbo.read(viewport=view, components=3, attachment=0), np.uint8).reshape(n * h, w, 3)
-            lab = np.frombuffer(fbo.read(viewport=view, components=1, attachment=1, dtype="u1"), np.uint8).reshape(n * h, w)
-            image[start:start + n] = rgb[::-1].reshape(n, h, w, 3).transpose(0, 3, 1, 2)  # GL rows run bottom-up
-            label_id[start:start + n] = lab[::-1].reshape(n, h, w)
+                fbo.read_into(gl["rgb_pack"], viewport=(0, 0, w, h), components=3, attachment=0, write_offset=i * h * w * 3)
+                fbo.read_into(gl["label_pack"], viewport=(0, 0, w, h), components=1, attachment=1, dtype="u1",
+                              write_offset=i * h * w)
+            rgb = np.frombuffer(gl["rgb_pack"].read(size=n * h * w * 3), np.uint8).reshape(n, h, w, 3)
+            lab = np.frombuffer(gl["label_pack"].read(size=n * h * w), np.uint8).reshape(n, h, w)
+            image[start:start + n] = rgb[:, ::-1].transpose(0, 3, 1, 2)  # GL rows run bottom-up
+            label_id[start:start + n] = lab[:, ::-1]
 
     def close(self) -> None:
         """Release every GL object and the context; the next render creates fresh ones."""
@@ -313,16 +338,10 @@ class StreetEngine(Engine):
             return
         gl, self._gl = self._gl, None
         with gl["ctx"]:
-            for k in ("vao", "vbo", "fbo", "color", "label", "depth", "prog"):
+            for k in ("vao", "vbo", "fbo", "color", "label", "depth", "rgb_pack", "label_pack", "prog"):
                 if gl.get(k) is not None:
                     gl[k].release()
         gl["ctx"].release()
-
-    def __enter__(self) -> "StreetEngine":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from scenefit.engines.labels import IGNORE_INDEX, colorize  # noqa: E402
+from scenefit.engines.base import LabelTable  # noqa: E402
 from scenefit.evaluate import save_figure  # noqa: E402
 from scenefit.io import atomic_write_text  # noqa: E402
 
@@ -29,12 +29,12 @@ PAPER_TABLE4 = {"oracle": ("VKITTI", 46.9), "initial": ("Initial scenes", 33.9),
                 "ours": ("Learnt scenes by Ours", 39.1)}
 """Table 4 of the paper (KITTI): method -> (its row name, mIoU %)."""
 ROW_NAMES = {"initial": "Initial scenes", "metasim": "Learnt scenes by Meta-Sim", "ours": "Learnt scenes by Ours",
-             "oracle": "Oracle: labeled target images", "ours_per_target": "Ours, per-target fit only (ablation)"}
-ORDER = ("oracle", "initial", "metasim", "ours", "ours_per_target")  # the paper's row order, then our ablation
+             "oracle": "Oracle: labeled target images"}
+ORDER = ("oracle", "initial", "metasim", "ours")  # the paper's row order
 
 
 def _order(results: dict) -> list[str]:
-    """The rows of ``results`` in table order (``ours_per_target`` exists only with a set-level calibration)."""
+    """The rows of ``results`` in table order."""
     return [m for m in ORDER if m in results["miou"]]
 
 
@@ -42,10 +42,9 @@ def table4_rows(results: dict) -> list[dict]:
     """One row per method: name, measured mIoU (%), the paper's row and its mIoU (%), training images."""
     rows = []
     for m in _order(results):
-        st = results["stages"]["task" if m == "initial" else m]
         paper_name, paper_miou = PAPER_TABLE4.get(m, ("–", None))
-        rows.append({"method": m, "data": ROW_NAMES[m], "miou_percent": round(100 * results["miou"][m], 2), "images": st["images"],
-                     "paper_data": paper_name, "paper_miou_percent": paper_miou})
+        rows.append({"method": m, "data": ROW_NAMES[m], "miou_percent": round(100 * results["miou"][m], 2),
+                     "images": results["images"][m], "paper_data": paper_name, "paper_miou_percent": paper_miou})
     return rows
 
 
@@ -62,6 +61,8 @@ def table4_markdown(results: dict) -> str:
         "",
         f"Scale `{results['scale']}`, seed {results['seed']}; targets: {where}; mIoU over the {len(results['classes'])} classes "
         f"present in the test labels ({', '.join(results['classes'])}). The paper's numbers are on KITTI with a Unity engine.",
+        f"Features: ours fits on the {'fit-feature network FN' if results['fit_features'] else 'task network F'} "
+        f"(layer `{results['feature_layer']}`); Meta-Sim's MMD compares F's layer `{results['metasim_layer']}`.",
         f"Surrogate G at {s['resolution'][0]}x{s['resolution'][1]}: held-out L1 {s['heldout_l1']:.4f} (mean image {s['mean_image_l1']:.4f}, "
         f"engine noise floor {s['noise_floor']:.4f}) after {s['steps']} steps.",
         "Wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()) + ".",
@@ -79,10 +80,14 @@ def table4_csv(results: dict) -> str:
     return buf.getvalue()
 
 
-def label_overlay(images: torch.Tensor, labels: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
-    """Blend train-id colours over images: (B, 3, H, W), (B, H, W) -> (B, 3, H, W); ignored pixels stay as they are."""
-    colour = colorize(labels)
-    keep = (labels == IGNORE_INDEX)[:, None]
+def label_overlay(images: torch.Tensor, labels: torch.Tensor, table: LabelTable, alpha: float = 0.5) -> torch.Tensor:
+    """Blend the label table's colours over images: (B, 3, H, W), (B, H, W) -> (B, 3, H, W); pixels of the ignore
+    index (or any id without a colour) stay as they are."""
+    pal = torch.zeros(256, 3)
+    pal[: table.num_classes] = torch.tensor(table.colors, dtype=torch.float32) / 255.0 if table.colors else torch.rand(
+        table.num_classes, 3, generator=torch.Generator().manual_seed(0))
+    colour = pal[labels.long().clamp(0, 255)].permute(0, 3, 1, 2)
+    keep = (labels >= table.num_classes)[:, None] | (labels < 0)[:, None]
     return torch.where(keep, images, (1 - alpha) * images + alpha * colour)
 
 
@@ -147,56 +152,42 @@ def attribute_chart(space, rows: dict[str, torch.Tensor], path: Path) -> Path:
     return path
 
 
-def metasim_curve(stage: dict, path: Path) -> Path:
-    """Meta-Sim's per-iteration MMD² (one batch each) and share of outputs past a bound, from ``stages/metasim.json``."""
+def metasim_curve(stage: dict, miou: float, path: Path) -> Path:
+    """Meta-Sim's per-iteration MMD² (one batch each) and share of outputs past a bound, from its stage report."""
+    rep = stage["report"]
     fig, ax = plt.subplots(figsize=(6.0, 3.0))
-    ax.plot(stage["mmd2_curve"], lw=0.8, label="MMD² (one batch)")
+    ax.plot(rep["curve"], lw=0.8, label="MMD² (one batch)")
     ax.set_xlabel("iteration")
     ax.set_ylabel("MMD² to X_t")
     ax2 = ax.twinx()
-    ax2.plot([100 * v for v in stage["outside_box_curve"]], color="tab:red", lw=0.8, label="outputs past a bound (%)")
+    ax2.plot([100 * v for v in rep.get("outside_box", [])], color="tab:red", lw=0.8, label="outputs past a bound (%)")
     ax2.set_ylabel("past a bound (%)")
     ax2.set_ylim(0, 100)
-    ax.set_title(f"Meta-Sim (box_weight {stage['budget'].get('box_weight', 0.0)}): {100 * stage['miou']:.1f}% mIoU", fontsize=9)
+    ax.set_title(f"Meta-Sim (box_weight {rep['config'].get('box_weight', 0.0)}): {100 * miou:.1f}% mIoU", fontsize=9)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="center right")
     save_figure(fig, path, dpi=110, bbox_inches="tight")
     return path
 
 
-@torch.no_grad()
-def write_outputs(out: Path, results: dict, data: dict, engine, fit_engine, G, fitted: torch.Tensor, seed: int, log=print) -> None:
-    """Write table4.md/.csv and the three figures into ``out`` (all atomically)."""
-    from scenefit.experiments.driving import initial_set
-
+def write_outputs(out: Path, results: dict, data: dict) -> None:
+    """Write table4.md/.csv and the figures into ``out`` (all atomically) from ``results`` and the figure ``data``
+    gathered by :func:`scenefit.experiments.driving.figure_inputs`."""
     atomic_write_text(out / "table4.md", table4_markdown(results))
     atomic_write_text(out / "table4.csv", table4_csv(results))
-    k = min(6, fitted.shape[0])
-    tgt_img, tgt_lab = data["target_image"][:k], data["target_label"][:k]
-    init = initial_set(engine, k, seed + 303)
-    ours = engine.render(fitted[:k], torch.Generator().manual_seed(seed + 404))
-    image_grid({"targets": tgt_img, "targets: labels": label_overlay(tgt_img, tgt_lab),
-                "initial scenes": init["image"], "initial: labels": label_overlay(init["image"], init["label"]),
-                "ours R(ξ*)": ours["image"], "ours: labels": label_overlay(ours["image"], ours["label"])},
-               out / "figures" / "fig10_samples.png", "Fig. 10: target i (top) and the scene fitted to it (bottom); initial scenes in between")
-    g = torch.Generator().manual_seed(seed + 606)
-    attrs = fit_engine.space.sample_uniform(k, g)
-    dev = next(G.parameters()).device
-    image_grid({"engine R(ξ)": fit_engine.images(attrs, g), "surrogate G(ξ)": G(attrs.to(dev)).cpu(),
-                "engine R(ξ*)": fit_engine.images(fitted[:k], g), "surrogate G(ξ*)": G(fitted[:k].to(dev)).cpu()},
-               out / "figures" / "fig11_surrogate.png",
-               f"Fig. 11: R vs G at {fit_engine.height}x{fit_engine.width} (top: uniform ξ; bottom: fitted ξ*), "
-               f"held-out L1 {results['surrogate']['heldout_l1']:.3f}")
+    labels = data["labels"]
+    rows = {}
+    for key, name in (("targets", "targets"), ("initial", "initial scenes"), ("ours", "ours R(ξ*)")):
+        img, lab = data[key]
+        rows[name] = img
+        if lab is not None:
+            rows[f"{name}: labels"] = label_overlay(img, lab, labels)
+    image_grid(rows, out / "figures" / "fig10_samples.png", "Fig. 10: target i (top) and the scene fitted to it (bottom); initial scenes in between")
+    h, w = data["fit_resolution"]
+    sur = data["surrogate"]
+    image_grid({"engine R(ξ)": sur["R uniform"], "surrogate G(ξ)": sur["G uniform"], "engine R(ξ*)": sur["R fitted"],
+                "surrogate G(ξ*)": sur["G fitted"]}, out / "figures" / "fig11_surrogate.png",
+               f"Fig. 11: R vs G at {h}x{w} (top: uniform ξ; bottom: fitted ξ*), held-out L1 {results['surrogate']['heldout_l1']:.3f}")
     per_class_chart(results, out / "figures" / "per_class_iou.png")
-    from safetensors.torch import load_file
-
-    rows = {"initial": engine.initial_distribution(500, torch.Generator().manual_seed(seed + 303))}
-    if (out / "metasim_attrs.safetensors").is_file():
-        rows["Meta-Sim"] = load_file(str(out / "metasim_attrs.safetensors"))["attrs"]
-    rows["ours"] = fitted
-    if "target_attrs" in data:
-        rows["targets (truth)"] = data["target_attrs"]
-    attribute_chart(engine.space, rows, out / "figures" / "attributes.png")
-    if "mmd2_curve" in results["stages"].get("metasim", {}):  # runs from before the curves were kept lack it
-        metasim_curve(results["stages"]["metasim"], out / "figures" / "metasim_curve.png")
-    log(f"[driving] wrote {out / 'table4.md'}, {out / 'table4.csv'}, {out / 'figures'}")
+    attribute_chart(data["space"], data["attribute_rows"], out / "figures" / "attributes.png")
+    metasim_curve(results["metasim"], results["miou"]["metasim"], out / "figures" / "metasim_curve.png")

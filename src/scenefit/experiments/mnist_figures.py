@@ -1,4 +1,4 @@
-"""Figures 3-9 of the paper's §4.1, drawn from a finished (or partly finished) MNIST experiment folder.
+"""Figures 3-9 of the paper's MNIST experiments, drawn from data the runner gathers (nothing is trained here).
 
     fig3_engine_vs_surrogate_rot.png    R(ξ) above G(ξ), rotation family (paper Fig. 3)
     fig4_engine_vs_surrogate_trans.png  same, rotation + translation family (Fig. 4)
@@ -7,15 +7,11 @@
     fig7_rotation_hist.png              rotation histograms, one row per Rot. setting (Fig. 7)
     fig8_positions.png                  (tx, ty) scatter, one row per translating setting (Fig. 8)
     fig9_sensitivity.png                content loss vs rotation / translation offset (Fig. 9)
-
-Only finished jobs are drawn; nothing is trained here (F and G are read from
-``out/models/<family>`` when present, and figures needing them are skipped otherwise).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import matplotlib
 
@@ -23,16 +19,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from scenefit.config import RunConfig  # noqa: E402
 from scenefit.evaluate import sample_grid, save_figure  # noqa: E402
-from scenefit.features import content_loss  # noqa: E402
-from scenefit.pipeline import DigitData, build_data  # noqa: E402
+from scenefit.tasks import content_loss  # noqa: E402
 
 COLUMNS = {"initial": "initial", "metasim": "Meta-Sim", "ours": "ours", "target": "target"}
-PREFERRED = {"rot": ("rot-g5", "rot-g3", "rot-g2", "rot-g1"),
-             "trans": ("rottrans-g4", "trans-g4", "rottrans-g2", "trans-g2", "rottrans-g1", "trans-g1")}
-SENSITIVITY = {"rot": ("rot-g5", "rot-g3", "rot-g2", "rot-g1"),
-               "trans": ("trans-g4", "trans-g2", "trans-g1", "rottrans-g4", "rottrans-g2", "rottrans-g1")}
 ROTATION_OFFSETS = torch.arange(-180.0, 180.0 + 1e-6, 5.0)
 SHIFT_OFFSETS = torch.arange(-12.0, 12.0 + 1e-6, 1.0)
 
@@ -123,103 +113,55 @@ def plot_sensitivity(panels: dict[str, tuple[torch.Tensor, dict[str, torch.Tenso
     return save_figure(fig, path)
 
 
-def make_figures(out: Path, results: dict, cfg_of: Callable[[str], RunConfig], scale, progress: bool = False, log=print) -> list[Path]:
-    """Draw every figure the finished jobs in ``out`` allow; returns the written paths."""
-    from scenefit.experiments.mnist import Family, family_name, load_attrs
+def sensitivity_curves(family: str, by_G, by_R, feats, space, attrs: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Fig. 9's curves: mean content loss against a rotation offset (``rot`` family) or tx / ty offsets (``trans``),
+    through the surrogate (``by_G``) and the engine (``by_R``); each (K,) over the offsets."""
+    if family == "rot":
+        return {"G (surrogate)": content_loss_sensitivity(by_G, feats, space, attrs, images, "rotation", ROTATION_OFFSETS),
+                "R (engine)": content_loss_sensitivity(by_R, feats, space, attrs, images, "rotation", ROTATION_OFFSETS)}
+    curves = {}
+    for axis in ("tx", "ty"):
+        curves[f"G {axis}"] = content_loss_sensitivity(by_G, feats, space, attrs, images, axis, SHIFT_OFFSETS)
+        curves[f"R {axis}"] = content_loss_sensitivity(by_R, feats, space, attrs, images, axis, SHIFT_OFFSETS)
+    return curves
 
-    figs = out / "figures"
+
+def write_figures(folder: Path, data: dict) -> list[Path]:
+    """Draw every figure ``data`` allows (see :func:`scenefit.experiments.mnist.figure_inputs`); returns the paths."""
     written: list[Path] = []
-    data: dict[str, DigitData] = {}
-    cfgs = {s: cfg_of(s) for s in results}
+    settings = data["settings"]
 
-    def get(s: str) -> DigitData:
-        if s not in data:
-            data[s] = build_data(cfgs[s])
-        return data[s]
-
-    def synthetic(s: str, m: str) -> dict | None:
-        """Attributes and re-rendered images of a finished job (identical to the scored set)."""
-        d = get(s)
-        if m == "initial":
-            return d.initial
-        if m == "oracle":
-            return d.targets
-        attrs = load_attrs(out, s, m)
-        if attrs is None or m not in results[s]:
-            return None
-        with torch.no_grad():
-            img = d.engine.images(attrs, torch.Generator().manual_seed(results[s][m]["render_seed"]))
-        return {"attrs": attrs, "image": img}
+    def translate(s: str) -> bool:
+        return "tx" in settings[s]["space"].names
 
     def column(s: str, key: str, names: list[str]) -> torch.Tensor | None:
-        if key == "target":
-            sets = get(s).targets
-        elif key in results[s]:
-            sets = synthetic(s, key)
-        else:
+        sets = settings[s]["sets"]
+        if key not in sets or sets[key]["attrs"] is None:
             return None
-        space = get(s).engine.space
-        return sets["attrs"][:, [space.index(n) for n in names]].squeeze(1) if sets is not None else None
+        space = settings[s]["space"]
+        return sets[key]["attrs"][:, [space.index(n) for n in names]].squeeze(1)
 
-    # Fig. 5 / 6: sample grids, ours aligned with the targets it fitted
-    for s in results:
-        rows = {}
-        for key in ("initial", "metasim", "ours"):
-            if key in results[s]:
-                rows[COLUMNS[key]] = synthetic(s, key)["image"]
-        rows["target"] = get(s).targets["image"]
-        fig_no = 6 if cfgs[s].setting.translate else 5
-        written.append(sample_grid(rows, figs / f"fig{fig_no}_samples_{s}.png"))
-
-    # Fig. 7 / 8: attribute distributions
-    rot_rows = {s: {k: v for k in COLUMNS if (v := column(s, k, ["rotation"])) is not None}
-                for s in results if not cfgs[s].setting.translate}
+    for s, d in settings.items():  # Fig. 5 / 6: sample grids, ours aligned with the targets it fitted
+        rows = {COLUMNS[k]: d["sets"][k]["image"] for k in ("initial", "metasim", "ours", "target") if k in d["sets"]}
+        written.append(sample_grid(rows, folder / f"fig{6 if translate(s) else 5}_samples_{s}.png"))
+    rot_rows = {s: {k: v for k in COLUMNS if (v := column(s, k, ["rotation"])) is not None} for s in settings if not translate(s)}
     if rot_rows:
-        written.append(plot_rotation_hist(rot_rows, figs / "fig7_rotation_hist.png"))
-    pos_rows = {s: {k: v for k in COLUMNS if (v := column(s, k, ["tx", "ty"])) is not None}
-                for s in results if cfgs[s].setting.translate}
+        written.append(plot_rotation_hist(rot_rows, folder / "fig7_rotation_hist.png"))
+    pos_rows = {s: {k: v for k in COLUMNS if (v := column(s, k, ["tx", "ty"])) is not None} for s in settings if translate(s)}
     if pos_rows:
-        shift = next(cfgs[s].setting.max_shift for s in pos_rows)
-        written.append(plot_positions(pos_rows, figs / "fig8_positions.png", shift))
-
-    # Fig. 3 / 4 and 9: need F and G of a family
+        written.append(plot_positions(pos_rows, folder / "fig8_positions.png", next(settings[s]["max_shift"] for s in pos_rows)))
     panels = {}
-    for fam_key, fig_no in (("rot", 3), ("trans", 4)):
-        present = [s for s in PREFERRED[fam_key] if s in results]
-        if not present:
+    for fam, fig_no in (("rot", 3), ("trans", 4)):
+        p = data["families"].get(fam)
+        if p is None:
             continue
-        fam = Family(out, cfgs[present[0]], progress=False)
-        if not (fam.has_surrogate and fam.run.done("task-initial")):
-            log(f"[mnist] figures {fig_no}/9 ({fam_key}): no trained F and G in {fam.run.root} yet (run 'ours'); skipped")
-            continue
-        d = get(present[0])
-        G, _ = fam.surrogate(d)
-        dev = next(G.parameters()).device
-        attrs = d.targets["attrs"][:10]
-        with torch.no_grad():
-            r_img = d.engine.images(attrs, torch.Generator().manual_seed(0))
-            written.append(plot_engine_vs_surrogate(r_img, G(attrs.to(dev)).cpu(), figs / f"fig{fig_no}_engine_vs_surrogate_{family_name(cfgs[present[0]])}.png"))
-        s = next(x for x in SENSITIVITY[fam_key] if x in results)
-        d, cfg = get(s), cfgs[s]
-        net = fam.net(d)
-        k = min(scale.sensitivity_targets, cfg.setting.n_targets)
-        attrs, images = d.targets["attrs"][:k], d.targets["image"][:k]
-        feats = lambda x: net.features(x.to(dev), cfg.fit.layer)  # noqa: E731
-        by_G = lambda a: G(a.to(dev))  # noqa: E731
-        by_R = lambda a: d.engine.images(a, torch.Generator().manual_seed(1))  # noqa: E731
-        space = d.engine.space
-        if fam_key == "rot":
-            panels[f"rotation offset\n({s}, {k} targets, F layer {cfg.fit.layer})"] = (ROTATION_OFFSETS, {
-                "G (surrogate)": content_loss_sensitivity(by_G, feats, space, attrs, images, "rotation", ROTATION_OFFSETS),
-                "R (engine)": content_loss_sensitivity(by_R, feats, space, attrs, images, "rotation", ROTATION_OFFSETS),
-            }, "deg")
+        written.append(plot_engine_vs_surrogate(p["engine"], p["surrogate"], folder / f"fig{fig_no}_engine_vs_surrogate_{fam}.png"))
+        if fam == "rot":
+            panels[f"rotation offset\n({p['sensitivity_setting']}, {p['targets']} targets, F layer {p['layer']})"] = (
+                ROTATION_OFFSETS, p["curves"], "deg")
         else:
-            curves = {}
-            for axis in ("tx", "ty"):
-                curves[f"G {axis}"] = content_loss_sensitivity(by_G, feats, space, attrs, images, axis, SHIFT_OFFSETS)
-                curves[f"R {axis}"] = content_loss_sensitivity(by_R, feats, space, attrs, images, axis, SHIFT_OFFSETS)
-            panels[f"translation offset\n({s}, {k} targets, F layer {cfg.fit.layer}; clamped to ±{cfg.setting.max_shift:g} px)"] = (
-                SHIFT_OFFSETS, curves, "px")
+            panels[f"translation offset\n({p['sensitivity_setting']}, {p['targets']} targets, F layer {p['layer']}; "
+                   f"clamped to ±{p['max_shift']:g} px)"] = (SHIFT_OFFSETS, p["curves"], "px")
     if panels:
-        written.append(plot_sensitivity(panels, figs / "fig9_sensitivity.png"))
+        written.append(plot_sensitivity(panels, folder / "fig9_sensitivity.png"))
     return written

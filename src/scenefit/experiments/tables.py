@@ -104,23 +104,35 @@ def _bandwidths(results: dict) -> str:
     return ", ".join(parts) or "no setting measured yet"
 
 
-def write_tables(out: Path, results: dict, scale, recipe) -> None:
+FIT_CAPTIONS = {
+    "amortized": "ours is the amortized encoder E (trained on engine renders) read on each target, its attributes rendered by R",
+    "plain": "ours is the paper's Algorithm 1: gradient steps on the content loss through the surrogate G from the initial centre",
+    "restarts": "ours refines Sobol-spread starts through the surrogate G on the content loss",
+    "codebook": "ours searches a codebook of G's renders, then refines through G on the content loss",
+    "codebook-verify": "ours searches a codebook of R's renders, refines through G and verifies the choice with R",
+}
+
+
+def write_tables(out: Path, results: dict, scale: str, cfg) -> None:
     """Write ``table2.md/.csv`` and ``table3.md/.csv`` into ``out`` from {setting: {method: result}}.
 
-    ``scale`` is the experiment's ``MnistScale``, ``recipe`` the task ``TrainRecipe`` every method was scored with.
+    ``scale`` names the experiment's scale; ``cfg`` is a setting's resolved :class:`~scenefit.config.RunConfig` (sizes,
+    the task recipe every method was scored with, the fit method).
     """
+    recipe, n_test = cfg.task, cfg.setting.n_test
     cols = [SETTING_NAMES[s] for s in PAPER_SETTINGS]
     measured2 = table2_rows(results)
     paper2 = [(m, [_fmt(v) for v in vals]) for m, vals in PAPER_TABLE2.items()]
-    n_imgs = scale.n_targets
+    n_imgs = cfg.setting.n_targets * cfg.export.per_target
+    fit = cfg.fit.method + (f" + {cfg.fit.steps} gradient steps through G" if cfg.fit.steps else "")
     notes2 = [
-        f"Accuracy (%) on T ({scale.n_test} test images, held-out textures) of the task network trained on each method's "
-        f"{n_imgs} synthetic images with one recipe (Adam lr {recipe.lr:g}, batch {recipe.batch_size}, {recipe.epochs} epochs, "
-        f"same seed); scale `{scale.name}`.",
-        f"† uses target labels: SDR's reward is accuracy on a labeled validation split of {scale.n_validation} target images; "
+        f"Accuracy (%) on T ({n_test} test images, held-out textures) of the task network trained on each method's "
+        f"{n_imgs} synthetic images with one recipe ({recipe.optimizer} lr {recipe.lr:g}, batch {recipe.batch_size}, {recipe.epochs} epochs, "
+        f"same seed); scale `{scale}`.",
+        f"† uses target labels: SDR's reward is accuracy on a labeled validation split of {cfg.baselines.validation} target images; "
         "the oracle trains on the labeled X_t.",
-        "Meta-Sim, Attr. Des. and SDR compare images through the task network trained on the initial scenes "
-        "(layer fc2, 100 features); ours fits per image through the surrogate G with the same network's content loss.",
+        f"Meta-Sim, Attr. Des. and SDR compare images through the task network trained on the initial scenes "
+        f"(layer {cfg.baselines.layer or 'fc2'}); {FIT_CAPTIONS.get(cfg.fit.method, cfg.fit.method)} (fit.method `{fit}`).",
     ]
     md = ["# Table 2: accuracy on T (%)", "", "## measured", "", _markdown(["method", *cols], measured2), "",
           *[f"{n}  " for n in notes2], "", "## paper", "", _markdown(["method", *cols], paper2), "",
@@ -134,12 +146,12 @@ def write_tables(out: Path, results: dict, scale, recipe) -> None:
     paper3 = [(m, [_fmt(v[0], 2), _fmt(v[1], 1), "–", _fmt(v[2]), _fmt(v[3], 2), _fmt(v[4], 1), "–", _fmt(v[5])])
               for m, v in PAPER_TABLE3.items()]
     notes3 = [
-        f"Between each synthetic set and X_t ({n_imgs} images each), on the task network's fc2 features (100-d; network "
+        f"Between each synthetic set and X_t ({n_imgs} images each), on the task network's {cfg.baselines.layer or 'fc2'} features (network "
         "trained on the initial scenes, no downloaded weights).",
         f"MMD: unbiased MMD² × {MMD_FACTOR:g}, Gaussian kernel, bandwidth σ by the median heuristic on the target features "
         f"(once per setting: {_bandwidths(results)}).",
         "FID and KID (× 100, polynomial kernel, subsets of "
-        f"{min(scale.kid_subset, n_imgs)}) through torchmetrics with that network as `feature=`; units are squared feature units.",
+        f"{min(cfg.evaluate.kid_subset, n_imgs)}) through torchmetrics with that network as `feature=`; units are squared feature units.",
         "The paper does not state its feature network, kernel or units, so only the ordering of its rows compares.",
     ]
     md3 = ["# Table 3: distribution distances to X_t and accuracy", "", "## measured", "",

@@ -1,0 +1,166 @@
+"""``codebook`` and ``codebook-verify``: a global search over the whole attribute space, then refinement.
+
+``codebook``: G renders a grid of codes (:class:`~scenefit.fitting.config.CodebookConfig`) and all N×K content
+losses are one matrix product of normalised features; the ``keep`` best distinct codes per target are refined
+by gradient steps through G, the lowest loss wins.
+
+``codebook-verify`` (the street strategy): the codes are rendered by the engine R itself (cheap forward and
+sharper than G), the ``keep`` best are refined through G, and the final choice among {codebook starts, refined
+point} is made by the content loss of R's renders, ``fit.verify.seeds`` renders per candidate with seeds shared
+by one target's candidates (common random numbers), so a refinement that only fooled G is not kept.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from scenefit.attributes import AttributeSpace
+from scenefit.engines.base import EngineRenderer
+from scenefit.fitting.base import FeatureFn, FitInputs, FitResult, Renderer, fit_candidates
+from scenefit.fitting.config import FitConfig
+from scenefit.seeding import draw_seeds
+from scenefit.tasks.base import content_loss
+
+
+def code_grid(space: AttributeSpace, base: torch.Tensor, free: list[int], cats: list[int], per_axis: dict[int, int], max_codes: int, seed: int) -> torch.Tensor:
+    """Attribute vectors covering the search space: a full grid, or a Sobol set if the grid is too large.
+
+    Args:
+        base: (D,) values of the columns that are not searched.
+        free: continuous columns searched; ``per_axis[col]`` grid values each
+            (periodic: equally spaced over the period; bounded: over [low, high]).
+        cats: categorical columns searched over all their categories.
+    Returns:
+        (K, D) natural units.
+    """
+    axes = []
+    for c in free:
+        a, k = space.attributes[c], per_axis[c]
+        axes.append(torch.arange(k) / k if a.periodic else torch.linspace(0.0, 1.0, k))
+    for c in cats:
+        n = space.attributes[c].num_categories
+        axes.append(torch.arange(n) / (n - 1))
+    size = 1
+    for ax in axes:
+        size *= len(ax)
+    if size <= max_codes:
+        pts = torch.cartesian_prod(*axes).reshape(-1, len(axes)) if axes else torch.zeros(1, 0)
+    else:
+        pts = torch.quasirandom.SobolEngine(len(axes), scramble=True, seed=seed).draw(max_codes)
+    unit = space.normalize(base[None]).repeat(pts.shape[0], 1)
+    unit[:, free + cats] = pts
+    return space.clamp(space.denormalize(unit))
+
+
+def _unit_distance(space: AttributeSpace, a: torch.Tensor, b: torch.Tensor, cols: list[int]) -> torch.Tensor:
+    """Max-norm distance in unit-cube coordinates (periodic columns wrap): (P, D), (K, D) -> (P, K)."""
+    ua, ub = space.normalize(a)[:, cols], space.normalize(b)[:, cols]
+    d = (ua[:, None, :] - ub[None, :, :]).abs()
+    per = torch.tensor([space.attributes[c].periodic for c in cols])
+    d = torch.where(per, torch.minimum(d, 1.0 - d), d)
+    return d.amax(dim=2) if cols else d.new_zeros(a.shape[0], b.shape[0])
+
+
+@torch.no_grad()
+def codebook_starts(
+    render: Renderer, feature_fn: FeatureFn, space: AttributeSpace, target_features: torch.Tensor, codes: torch.Tensor,
+    free: list[int], top: int, radius: float = 0.08, batch: int = 1024, progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global starts by exhaustive search over a codebook of renders.
+
+    Every code (K, D) is rendered once and its features are compared with
+    every target at once (the content loss is ``1 - cos``, so all N×K losses
+    are one matrix product). Per target, the ``top`` best codes are kept,
+    greedily skipping codes within ``radius`` (unit-cube max-norm over ``free``)
+    of an already kept code of the same categories, so the starts cover
+    distinct basins (e.g. both a pose and its 180° flip).
+
+    Returns:
+        starts (N, top, D) natural units and their content loss (N, top).
+    """
+    dev = target_features.device
+    feats = []
+    for lo in tqdm(range(0, codes.shape[0], batch), desc="codebook", disable=not progress, leave=False):
+        feats.append(torch.nn.functional.normalize(feature_fn(render(codes[lo : lo + batch].to(dev), None)), dim=1))
+    code_f = torch.cat(feats)  # (K, F)
+    cats = list(space.categorical)
+    t_f = torch.nn.functional.normalize(target_features, dim=1)
+    starts, losses = [], []
+    for lo in range(0, t_f.shape[0], 256):
+        sim = t_f[lo : lo + 256] @ code_f.T  # (c, K)
+        picks, vals = [], []
+        for _ in range(top):
+            best = sim.argmax(1)
+            vals.append(1.0 - sim.gather(1, best[:, None])[:, 0])
+            picks.append(best)
+            chosen = codes[best.cpu()]  # (c, D)
+            near = _unit_distance(space, chosen, codes, free) < radius
+            if cats:
+                near &= (chosen[:, None, cats] == codes[None, :, cats]).all(2)
+            sim = sim.masked_fill(near.to(dev), -float("inf"))
+        starts.append(codes[torch.stack(picks, 1).cpu()])
+        losses.append(torch.stack(vals, 1).cpu())
+    return torch.cat(starts), torch.cat(losses)
+
+
+def _codes(inputs: FitInputs, cfg: FitConfig) -> torch.Tensor:
+    space, c = inputs.space, cfg.codebook
+    per_axis = {i: c.grid_periodic if space.attributes[i].periodic else c.grid_bounded for i in inputs.free}
+    return code_grid(space, inputs.centre, inputs.free, list(space.categorical), per_axis, c.max_codes, inputs.seed)
+
+
+def fit_codebook(inputs: FitInputs, cfg: FitConfig) -> FitResult:
+    """Codes through G, the ``keep`` best distinct per target refined through G, lowest loss kept."""
+    t0 = time.time()
+    G = inputs.need("surrogate", "codebook")
+    starts, _ = codebook_starts(G, inputs.features, inputs.space, inputs.target_features, _codes(inputs, cfg), inputs.free,
+                                cfg.codebook.keep, cfg.codebook.radius, progress=inputs.progress)
+    res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
+                         cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (codebook)")
+    res.seconds = time.time() - t0
+    return res
+
+
+@torch.no_grad()
+def verify_with_engine(engine, features: FeatureFn, target_features: torch.Tensor, candidates: torch.Tensor, seeds: int,
+                       generator: torch.Generator, batch: int = 256) -> torch.Tensor:
+    """Mean content loss (N, M) of R's renders of ``candidates`` (N, M, D) over ``seeds`` renders each; one target's
+    candidates share their seeds."""
+    n, m, d = candidates.shape
+    loss = torch.zeros(n, m)
+    flat = candidates.reshape(-1, d)
+    for _ in range(seeds):
+        row_seeds = draw_seeds(n, generator)[:, None].expand(n, m).reshape(-1)  # shared per target
+        for lo in range(0, n * m, batch):
+            img = engine.render_seeded(flat[lo : lo + batch], row_seeds[lo : lo + batch])["image"]
+            owner = torch.arange(lo, min(lo + batch, n * m)) // m
+            loss.view(-1)[lo : lo + batch] += content_loss(features(img), target_features[owner]).cpu() / seeds
+    return loss
+
+
+def fit_codebook_verify(inputs: FitInputs, cfg: FitConfig) -> FitResult:
+    """Codes through R, refinement through G, choice by R's content loss (module doc).
+
+    ``info``: ``chosen_codebook`` / ``chosen_refined`` (targets whose final row is a code / the refined point),
+    ``mean_loss_best_code`` (R's loss of the best code) and ``loss_g_refined`` (G's loss after refinement, mean).
+    """
+    t0 = time.time()
+    G = inputs.need("surrogate", "codebook-verify")
+    engine = inputs.need("engine", "codebook-verify")
+    render_r = EngineRenderer(engine, torch.Generator().manual_seed(inputs.seed + 1), inputs.device)
+    starts, _ = codebook_starts(render_r, inputs.features, inputs.space, inputs.target_features, _codes(inputs, cfg), inputs.free,
+                                cfg.codebook.keep, cfg.codebook.radius, batch=256, progress=inputs.progress)
+    res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
+                         cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (codebook-verify)")
+    cand = torch.cat([starts, res.attrs[:, None]], 1)  # (N, keep + 1, D)
+    loss_r = verify_with_engine(engine, inputs.features, inputs.target_features, cand, cfg.verify.seeds,
+                                torch.Generator().manual_seed(inputs.seed + 2))
+    n = cand.shape[0]
+    chosen = loss_r.argmin(1)
+    keep = starts.shape[1]
+    info = {"chosen_codebook": int((chosen < keep).sum()), "chosen_refined": int((chosen == keep).sum()),
+            "mean_loss_best_code": loss_r[:, 0].mean().item(), "loss_g_refined": res.loss.mean().item()}
+    return FitResult(cand[torch.arange(n), chosen], loss_r[torch.arange(n), chosen], chosen, loss_r, cand, time.time() - t0, info)

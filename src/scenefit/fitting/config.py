@@ -1,0 +1,128 @@
+"""The ``fit`` config section: which strategy, the shared gradient refinement, and each strategy's own settings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+METHODS = ("plain", "restarts", "codebook", "codebook-verify", "amortized")
+
+
+@dataclass(frozen=True)
+class RestartsConfig:
+    """``restarts``: ``count`` starts per target spread over the free attributes by a scrambled Sobol sequence."""
+
+    count: int = 8
+
+    def __post_init__(self) -> None:
+        if self.count <= 0:
+            raise ValueError(f"fit.restarts.count must be > 0, got {self.count}")
+
+
+@dataclass(frozen=True)
+class CodebookConfig:
+    """``codebook`` and ``codebook-verify``: the whole space searched once on a grid of codes.
+
+    grid_periodic, grid_bounded: grid values per periodic / bounded free attribute (categorical ones: every
+    category); a grid larger than ``max_codes`` becomes ``max_codes`` scrambled Sobol points. keep: best
+    distinct codes kept per target as starts (codes within ``radius``, unit-cube max-norm, of a kept one of
+    the same categories are skipped, so a pose and its 180° flip both survive).
+    """
+
+    grid_periodic: int = 72
+    grid_bounded: int = 9
+    max_codes: int = 30000
+    keep: int = 2
+    radius: float = 0.08
+
+    def __post_init__(self) -> None:
+        for name in ("grid_periodic", "max_codes", "keep"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"fit.codebook.{name} must be > 0, got {getattr(self, name)}")
+        if self.grid_bounded < 2:
+            raise ValueError(f"fit.codebook.grid_bounded must be >= 2, got {self.grid_bounded}")
+        if not (math.isfinite(self.radius) and 0 <= self.radius < 1):
+            raise ValueError(f"fit.codebook.radius must be in [0, 1), got {self.radius}")
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """``codebook-verify``: the final choice among the codebook starts and the refined point is made by the
+    content loss of the engine's renders, averaged over ``seeds`` renders per candidate (seeds shared by the
+    candidates of one target)."""
+
+    seeds: int = 2
+
+    def __post_init__(self) -> None:
+        if self.seeds <= 0:
+            raise ValueError(f"fit.verify.seeds must be > 0, got {self.seeds}")
+
+
+@dataclass(frozen=True)
+class AmortizedConfig:
+    """``amortized``: starts from the encoder E's top ``top_classes`` (categorical) × ``top_angles`` (periodic) modes."""
+
+    top_classes: int = 1
+    top_angles: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("top_classes", "top_angles"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"fit.amortized.{name} must be > 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class CalibrateConfig:
+    """Optional set-level shift after the per-target fit (:mod:`scenefit.calibration`; off when ``attributes`` is
+    empty): one unit-cube offset of the named continuous attributes shared by every fitted row, chosen on a grid of
+    ``points`` per attribute in [-1, 1], then ``rounds`` finer grids."""
+
+    attributes: tuple[str, ...] = ()
+    points: int = 9
+    rounds: int = 1
+
+    def __post_init__(self) -> None:
+        if self.points < 2 or self.rounds < 0:
+            raise ValueError(f"fit.calibrate.points must be >= 2 and fit.calibrate.rounds >= 0, got {self.points}, {self.rounds}")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How targets are fitted (config section ``fit``).
+
+    method: the strategy (:data:`METHODS`): ``plain`` (the paper's Algorithm 1: one start at the initial
+        distribution's centre, gradient steps through G), ``restarts``, ``codebook`` (codes through G),
+        ``codebook-verify`` (codes through the engine R, refinement through G, the final choice verified with R),
+        ``amortized`` (starts from the encoder E).
+    steps, lr, optimizer, chunk: the gradient refinement every strategy shares (steps per candidate, step in
+        unit-cube units, ``adam`` or ``sgd``, candidates optimized at once).
+    layer: the task network's layer of the content loss ("" = the task network's default).
+    attributes: continuous attributes to fit (default: all); the others stay at the initial centre.
+
+    Defaults (measured on rot-g2, docs/RESULTS.md): ``amortized`` with E's top mode and no gradient steps.
+    """
+
+    method: str = "amortized"
+    steps: int = 0
+    lr: float = 0.01
+    optimizer: str = "adam"
+    chunk: int = 2048
+    layer: str = ""
+    attributes: tuple[str, ...] = ()
+    restarts: RestartsConfig = field(default_factory=RestartsConfig)
+    codebook: CodebookConfig = field(default_factory=CodebookConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    amortized: AmortizedConfig = field(default_factory=AmortizedConfig)
+    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"fit.method must be one of {list(METHODS)}, got '{self.method}'")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"fit.optimizer must be 'adam' or 'sgd', got '{self.optimizer}'")
+        if self.chunk <= 0:
+            raise ValueError(f"fit.chunk must be > 0, got {self.chunk}")
+        if self.steps < 0:
+            raise ValueError(f"fit.steps must be >= 0, got {self.steps}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"fit.lr must be a finite number > 0, got {self.lr}")

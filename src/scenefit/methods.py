@@ -1,0 +1,139 @@
+"""The experiments' other rows on the same pipeline: dataset-level baselines and set distances, as keyed stages.
+
+    baseline-<m>   Meta-Sim, Attribute Descent or SDR learns an attribute distribution toward X_t
+                   (``baselines.<m>`` config; attributes saved in ``methods/<m>.safetensors``)
+    score-<m>      the task network trained on its rows rendered by R, scored on T (:meth:`Pipeline.score`)
+    metrics-<m>    MMD², FID and KID between a method's set and X_t on F's set layer (``baselines.layer``)
+
+Baselines work at the fitting resolution (the engine R at ``1 / fit_divisor``, F's features there); the sets
+they are scored on are rendered at full resolution, as ours is.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import asdict, replace
+
+import torch
+import torch.nn.functional as F
+
+from scenefit.baselines import BASELINES
+from scenefit.data import ImageSet, render_rows
+from scenefit.io import load_tensors, save_tensors
+from scenefit.metrics import fid, kid, median_bandwidth, mmd2
+from scenefit.models import SEED
+from scenefit.pipeline import Pipeline
+from scenefit.runs import key_of
+from scenefit.seeding import draw_seeds
+
+BASELINE_METHODS = ("metasim", "attribute-descent", "sdr")
+ALL_METHODS = ("initial", "metasim", "attribute-descent", "sdr", "ours", "oracle")
+
+
+def stable_seed(seed: int, *names: str) -> int:
+    """A seed that depends only on ``seed`` and ``names`` (not on which jobs ran before)."""
+    return (seed * 1_000_003 + zlib.crc32("/".join(names).encode())) % (2**62)
+
+
+def _section(pipe: Pipeline, method: str):
+    return getattr(pipe.cfg.baselines, method.replace("-", "_"))
+
+
+def baseline_key(pipe: Pipeline, method: str) -> str:
+    c = pipe.cfg
+    m = c.setting.initial
+    return key_of("baseline", method, pipe.problem_key(), pipe.models.key("task"), asdict(_section(pipe, method)), pipe.res.set_layer,
+                  c.baselines.validation, c.baselines.reward_epochs, pipe.res.fit_engine.describe(),
+                  m.to_dict() if m is not None else "engine prior", pipe.models.n_initial, c.seed)
+
+
+def _at(images: torch.Tensor, size: tuple[int, int], labels: torch.Tensor | None = None):
+    if tuple(images.shape[-2:]) == size:
+        return images, labels
+    small = F.interpolate(images, size=size, mode="area")
+    if labels is not None and labels.dim() == 3:
+        labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+    return small, labels
+
+
+def baseline_rows(pipe: Pipeline, method: str) -> tuple[torch.Tensor, dict]:
+    """The attribute rows (n_targets × per_target, D) ``method`` learns (stage ``baseline-<method>``) and its report."""
+    stage, key, path = f"baseline-{method}", baseline_key(pipe, method), f"methods/{method}.safetensors"
+    if pipe._needs(stage, key, (path,)):
+        t0 = time.time()
+        res, cfg = pipe.res, pipe.cfg
+        fe = res.fit_engine
+        size = (fe.height, fe.width)
+        cls, _ = BASELINES[method]
+        obj = cls(_section(pipe, method))
+        targets = pipe.problem.targets
+        validation = score_fn = None
+        if obj.uses_target_labels:
+            k = min(cfg.baselines.validation, len(targets))
+            validation = _at(targets.image[:k], size, targets.label[:k])
+            recipe = replace(cfg.task, epochs=cfg.baselines.reward_epochs)
+
+            def score_fn(images, labels, val_images, val_labels) -> float:
+                net = res.task_cls.train_net(images, labels, fe.labels, recipe, cfg.seed + 6, cfg.device, progress=False)
+                return net.score(val_images, val_labels)["score"]
+
+        feats = pipe.models.set_features()
+        g = torch.Generator().manual_seed(stable_seed(cfg.seed, method))
+        report = obj.fit(fe, res.sample_initial, _at(targets.image, size)[0], lambda x: feats(x).cpu(), g, pipe.progress,
+                         validation, score_fn)
+        attrs = obj.sample(pipe.models.n_initial, g)
+        save_tensors(pipe.run.path(path), {"attrs": attrs})
+        unit = fe.space.normalize(attrs)[:, list(fe.space.continuous)]
+        spread = {"unit_std_mean": unit.std(0).mean().item(), "at_bound_fraction": ((unit < 1e-4) | (unit > 1 - 1e-4)).float().mean().item()}
+        pipe.run.mark(stage, key, {"seconds": time.time() - t0, "report": report, "feature_layer": res.set_layer, "files": [path], **spread})
+    return load_tensors(pipe.run.path(path))["attrs"], pipe.run.info(stage)
+
+
+def baseline_set(pipe: Pipeline, method: str) -> ImageSet:
+    """``method``'s rows rendered by R at full resolution (seeded per row), with labels."""
+    attrs, _ = baseline_rows(pipe, method)
+    seeds = draw_seeds(attrs.shape[0], torch.Generator().manual_seed(stable_seed(pipe.cfg.seed, method) + 1))
+    out = render_rows(pipe.res.engine, attrs, seeds)
+    return ImageSet(out["image"], out["label"], attrs)
+
+
+def score_method(pipe: Pipeline, method: str) -> dict:
+    """Train and score the task network on ``method``'s set (any of :data:`ALL_METHODS`)."""
+    if method not in BASELINE_METHODS:
+        return pipe.score(method)
+    _, info = baseline_rows(pipe, method)
+    pipe._cache[f"set_key:{method}"] = key_of(baseline_key(pipe, method), "rendered", pipe.res.engine.describe())
+    return pipe.score(method, lambda: baseline_set(pipe, method), {"baseline_seconds": info["seconds"]})
+
+
+def method_set(pipe: Pipeline, method: str) -> ImageSet:
+    """The training set of ``method`` (initial, ours, oracle or a baseline)."""
+    return baseline_set(pipe, method) if method in BASELINE_METHODS else pipe.training_set(method)
+
+
+def set_metrics(pipe: Pipeline, method: str) -> dict:
+    """MMD² (Gaussian kernel, median bandwidth of X_t's features), FID and KID between ``method``'s set and X_t on
+    F's set layer (stage ``metrics-<method>``)."""
+    stage = f"metrics-{method}"
+    if method in BASELINE_METHODS:
+        score_method(pipe, method)
+    c = pipe.cfg
+    key = key_of(stage, pipe.set_key(method), pipe.models.key("task"), pipe.res.set_layer, asdict(c.evaluate), pipe.problem_key())
+    if pipe._needs(stage, key):
+        t0 = time.time()
+        feats = pipe.models.set_features()
+        fn = lambda x: feats(x).cpu()  # noqa: E731
+        synth, targets = method_set(pipe, method).image, pipe.problem.targets.image
+        f_s, f_t = feats.batched(synth).cpu(), feats.batched(targets).cpu()
+        sigma = median_bandwidth(f_t[0::2], f_t[1::2])
+        subset = max(2, min(c.evaluate.kid_subset, synth.shape[0], targets.shape[0]))
+        kid_mean, kid_std = kid(targets, synth, fn, subset_size=subset, subsets=100, seed=stable_seed(c.seed, method) + 2)
+        pipe.run.mark(stage, key, {"layer": pipe.res.set_layer, "bandwidth": sigma, "mmd2": mmd2(f_s, f_t, bandwidth=sigma),
+                                   "fid": fid(targets, synth, fn), "kid_mean": kid_mean, "kid_std": kid_std, "kid_subset_size": subset,
+                                   "seconds": time.time() - t0})
+    return pipe.run.info(stage)
+
+
+__all__ = ["ALL_METHODS", "BASELINE_METHODS", "SEED", "baseline_rows", "baseline_set", "method_set", "score_method", "set_metrics",
+           "stable_seed"]
