@@ -13,7 +13,8 @@ import torch
 
 import scenefit.experiments.mnist as mnist_mod
 from scenefit.config import ConfigError
-from scenefit.experiments.cli import MNIST_METHODS, add_experiment_parser
+from scenefit.experiments import MNIST_METHODS
+from scenefit.experiments.cli import add_experiment_parser
 from scenefit.experiments.mnist import run_mnist_experiment, setting_config
 from scenefit.scenarios import PAPER_SETTINGS
 

@@ -1,11 +1,10 @@
 """Generic photometric augmentation for training feature networks that must read images of another look.
 
-The driving fit compares renders and target images on a segmenter's features. A segmenter trained on clean
-engine renders reads the built-in target domain's graded, blurred, noisy images badly (F: 36.3% mIoU at the
-fitting resolution at the paper scale); one trained on renders passed through :func:`photometric_augment`
-reads them at 54.8% (``benchmarks/bench_driving_fitfeatures.py``, docs/RESULTS.md). The ranges are generic
-camera variations; none is the target domain's fixed grading matrix or its vignetting
-(the ``street-grade`` look, :mod:`scenefit.looks`), and no target image is used to choose them.
+The fit compares renders and target images on a task network's features. A network trained on clean engine
+renders reads targets of another look badly; the fit-feature network FN (``features.source: fit_net``) is
+trained on renders passed once through :func:`photometric_augment` instead (measured effect: docs/RESULTS.md).
+The ranges are generic camera variations; none is the street target domain's fixed grading matrix or its
+vignetting (the ``street-grade`` look, :mod:`scenefit.looks`), and no target image is used to choose them.
 """
 
 from __future__ import annotations

@@ -68,7 +68,8 @@ def set_level_shift(
     """Choose one shared unit-cube shift of the columns ``names`` of ``attrs`` (N, D) by MMD² to the targets.
 
     Args:
-        render: (B, D) natural-unit rows, (B,) int64 seeds -> images (B, 3, H, W) in [0, 1].
+        render: ``render(rows (B, D) natural units, seeds=(B,) int64) -> images (B, C, H, W)`` in [0, 1], e.g. an
+            engine's ``images``.
         features: images -> (B, F) features (same extractor as ``target_features``).
         target_features: (M, F) features of the target images.
         names: continuous attributes to shift; each gets ``points`` values evenly spaced in [-1, 1] in the first
@@ -91,7 +92,7 @@ def set_level_shift(
         out = []
         with torch.no_grad():
             for lo in range(0, n, batch):
-                out.append(features(render(rows[lo : lo + batch], seeds[lo : lo + batch])).detach().double().cpu())
+                out.append(features(render(rows[lo : lo + batch], seeds=seeds[lo : lo + batch])).detach().double().cpu())
         return torch.cat(out)
 
     f0 = feats_of(tuple(0.0 for _ in names))  # apply_shift checks the names before anything is rendered

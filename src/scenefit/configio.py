@@ -49,7 +49,7 @@ def preset_description(name: str) -> str:
     return ""
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml(path: Path) -> dict:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
@@ -166,7 +166,7 @@ def _preset_data(name: str) -> tuple[Path, dict]:
     path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown preset '{name}'; available presets: {', '.join(preset_names())}")
-    return path, _read_yaml(path)
+    return path, read_yaml(path)
 
 
 def _resolve(data: dict, where: str, seen: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
@@ -235,7 +235,7 @@ def load_config(spec: str, overrides: dict | None = None) -> RunConfig:
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        cfg = config_from_dict(_read_yaml(path), where=str(path))
+        cfg = config_from_dict(read_yaml(path), where=str(path))
         folder = str(path.resolve().parent)
         if folder not in cfg.plugin_path:
             cfg = replace(cfg, plugin_path=(*cfg.plugin_path, folder))
@@ -251,7 +251,7 @@ def load_config(spec: str, overrides: dict | None = None) -> RunConfig:
 
 def load_saved_config(path: Path) -> RunConfig:
     """A resolved config written beside a run's outputs (``config.yaml``)."""
-    return config_from_dict(_read_yaml(path), where=str(path))
+    return config_from_dict(read_yaml(path), where=str(path))
 
 
 def config_yaml(cfg: RunConfig) -> str:

@@ -80,7 +80,7 @@ def baseline_rows(pipe: Pipeline, method: str) -> tuple[torch.Tensor, dict]:
 
         feats = pipe.models.set_features()
         g = torch.Generator().manual_seed(stable_seed(cfg.seed, method))
-        report = obj.fit(fe, res.sample_initial, _at(targets.image, size)[0], lambda x: feats(x).cpu(), g, pipe.progress,
+        report = obj.fit(fe, res.sample_initial, _at(targets.image, size)[0], feats, g, pipe.progress,
                          validation, score_fn)
         attrs = obj.sample(pipe.models.n_initial, g)
         save_tensors(pipe.run.path(path), {"attrs": attrs})
@@ -123,14 +123,13 @@ def set_metrics(pipe: Pipeline, method: str) -> dict:
     if pipe._needs(stage, key):
         t0 = time.time()
         feats = pipe.models.set_features()
-        fn = lambda x: feats(x).cpu()  # noqa: E731
         synth, targets = method_set(pipe, method).image, pipe.problem.targets.image
-        f_s, f_t = feats.batched(synth).cpu(), feats.batched(targets).cpu()
+        f_s, f_t = feats.batched(synth), feats.batched(targets)
         sigma = median_bandwidth(f_t[0::2], f_t[1::2])
         subset = max(2, min(c.evaluate.kid_subset, synth.shape[0], targets.shape[0]))
-        kid_mean, kid_std = kid(targets, synth, fn, subset_size=subset, subsets=100, seed=stable_seed(c.seed, method) + 2)
+        kid_mean, kid_std = kid(targets, synth, feats, subset_size=subset, subsets=100, seed=stable_seed(c.seed, method) + 2)
         pipe.run.mark(stage, key, {"layer": pipe.res.set_layer, "bandwidth": sigma, "mmd2": mmd2(f_s, f_t, bandwidth=sigma),
-                                   "fid": fid(targets, synth, fn), "kid_mean": kid_mean, "kid_std": kid_std, "kid_subset_size": subset,
+                                   "fid": fid(targets, synth, feats), "kid_mean": kid_mean, "kid_std": kid_std, "kid_subset_size": subset,
                                    "seconds": time.time() - t0})
     return pipe.run.info(stage)
 

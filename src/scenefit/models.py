@@ -168,9 +168,9 @@ class Models:
         return TaskFeatures(net, self.res.content_layer, (fe.height, fe.width))
 
     def set_features(self) -> TaskFeatures:
-        """F's set-distance layer at the fitting resolution (baselines, MMD, FID, KID)."""
+        """F's set-distance layer at the fitting resolution (baselines, MMD, FID, KID), returned on the CPU."""
         fe = self.res.fit_engine
-        return TaskFeatures(self.task(), self.res.set_layer, (fe.height, fe.width))
+        return TaskFeatures(self.task(), self.res.set_layer, (fe.height, fe.width), out_device="cpu")
 
     def needed(self) -> list[str]:
         """Model stages the configured fit needs, in training order."""

@@ -165,7 +165,7 @@ class Pipeline:
         info: dict = {"fit_seconds": result.seconds}
         cal = cfg.fit.calibrate
         if cal.attributes:
-            shift = set_level_shift(lambda a, s: fe.render_seeded(a, s)["image"], feats.batched, res.engine.space, result.attrs, f_t,
+            shift = set_level_shift(fe.images, feats.batched, res.engine.space, result.attrs, f_t,
                                     cal.attributes, cal.points, cal.rounds, cfg.seed + SET_SEED["calibrate"], progress=self.progress)
             result.attrs = shift.attrs
             info["calibrate"] = {"delta": shift.delta, "mmd2_start": shift.mmd2_start, "mmd2_best": shift.mmd2_best,

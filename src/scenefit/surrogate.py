@@ -32,10 +32,10 @@ class SurrogateConfig:
     in the paper; each doubles the resolution, or keeps it with stride 1 once the
     canvas is reached). Training stops when the held-out L1 (mean absolute pixel
     error, pixels in [0, 1]) reaches ``target_l1`` or after ``max_steps``. The
-    default target is 0 (budget only): on the 64 px digit canvas the mean image
-    alone scores L1 ≈ 0.065, so a loose target stops G before it draws digits. On
-    the 48 px canvas G reaches 0.0649 after 1,000 steps, where two renders of the
-    same attributes differ by 0.086 (background and handwriting are not attributes).
+    default target is 0 (budget only): on a mostly-background canvas the mean image
+    alone scores a low L1, so a loose target stops G before it draws anything
+    (figures: docs/RESULTS.md). The report puts G's L1 beside the mean image's and
+    the engine's own render-to-render noise floor.
     """
 
     hidden: int = 256
@@ -103,7 +103,9 @@ class Surrogate(nn.Module):
 
         ``soft`` maps a categorical column to (B, n) probabilities (relaxed search).
         """
-        z = self.fc(self.space.encode(attrs, soft))
+        dev = self.fc[0].weight.device
+        soft = {c: p.to(dev) for c, p in soft.items()} if soft else soft
+        z = self.fc(self.space.encode(attrs.to(dev), soft))
         z = z.view(-1, self.cfg.base_channels, self.h0, self.w0)  # (B, C0, h0, w0)
         return torch.sigmoid(self.deconv(z))
 

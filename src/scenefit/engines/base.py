@@ -208,19 +208,23 @@ class ResizedEngine(Engine):
 class EngineRenderer:
     """R with the surrogate's call shape: ``(attrs (B, D), soft=None) -> images (B, C, H, W)`` on ``device``.
 
-    Every call draws fresh row seeds from ``generator`` (seeded with 0 when None). A non-differentiable
+    Every call draws fresh row seeds from ``generator`` (seeded with 0 when None); with ``fixed_seed`` every call
+    uses the same seeds instead (common random numbers: row i always gets the same nuisance). A non-differentiable
     engine gets detached CPU rows; a differentiable one keeps the caller's graph and device.
     """
 
-    def __init__(self, engine: Engine, generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> None:
+    def __init__(self, engine: Engine, generator: torch.Generator | None = None, device: str | torch.device = "cpu",
+                 fixed_seed: int | None = None) -> None:
         self.engine = engine
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.device = torch.device(device)
+        self.fixed_seed = fixed_seed
 
     def __call__(self, attrs: torch.Tensor, soft: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         if soft:
             raise ValueError(f"engine '{self.engine.name}' renders categories, not probabilities: fit with categorical columns fixed")
-        seeds = draw_seeds(attrs.shape[0], self.generator)
+        g = torch.Generator().manual_seed(self.fixed_seed) if self.fixed_seed is not None else self.generator
+        seeds = draw_seeds(attrs.shape[0], g)
         if self.engine.differentiable:
             return self.engine.render_seeded(attrs, seeds)["image"].to(self.device)
         return self.engine.render_seeded(attrs.detach().cpu(), seeds)["image"].to(self.device)

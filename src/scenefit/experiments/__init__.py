@@ -6,3 +6,9 @@
 Each scale is a preset (``street-<scale>``) or a preset overlay (``presets/scales/mnist-<scale>.yaml``), and
 ``--set`` reaches every field. Figure and table modules receive data; they never import the runners.
 """
+
+SCALE_NAMES = ("tiny", "quick", "paper")
+MNIST_METHODS = ("initial", "metasim", "attribute-descent", "sdr", "ours", "oracle")
+"""Table 2's rows, in order."""
+DRIVING_STAGES = ("task", "surrogate", "features", "fit", "initial", "ours", "metasim", "oracle")
+"""What ``experiment driving --stages`` accepts: model stages, the fit, and Table 4's rows."""

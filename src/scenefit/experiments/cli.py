@@ -7,10 +7,7 @@ import time
 from pathlib import Path
 
 from scenefit.configio import overrides_from_strings
-
-SCALE_NAMES = ("tiny", "quick", "paper")
-MNIST_METHODS = ("initial", "metasim", "attribute-descent", "sdr", "ours", "oracle")
-DRIVING_STAGES = ("task", "surrogate", "features", "fit", "initial", "ours", "metasim", "oracle")
+from scenefit.experiments import DRIVING_STAGES, MNIST_METHODS, SCALE_NAMES
 
 
 def _split(value: str | None) -> list[str] | None:

@@ -26,7 +26,7 @@ from scenefit.config import ConfigError, RunConfig
 from scenefit.configio import config_from_dict, merge
 from scenefit.data import ImageSet, Problem
 from scenefit.experiments import driving_figures
-from scenefit.experiments.cli import DRIVING_STAGES
+from scenefit.experiments import DRIVING_STAGES
 from scenefit.io import write_json
 from scenefit.methods import baseline_rows, score_method
 from scenefit.pipeline import Pipeline

@@ -25,9 +25,10 @@ import torch
 from tqdm.auto import tqdm
 
 from scenefit.config import ConfigError, RunConfig
-from scenefit.configio import PRESET_DIR, _read_yaml, config_from_dict, merge
+from scenefit.engines.base import EngineRenderer
+from scenefit.configio import PRESET_DIR, read_yaml, config_from_dict, merge
 from scenefit.experiments import mnist_figures
-from scenefit.experiments.cli import MNIST_METHODS
+from scenefit.experiments import MNIST_METHODS
 from scenefit.experiments.tables import write_tables
 from scenefit.io import read_json, write_json
 from scenefit.methods import method_set, score_method, set_metrics
@@ -35,6 +36,7 @@ from scenefit.pipeline import Pipeline
 from scenefit.resolve import resolve
 from scenefit.runs import ModelStore, claim, clean_partials, locked
 from scenefit.scenarios import PAPER_SETTINGS
+from scenefit.tasks import TaskFeatures
 
 
 def select(values: list[str] | None, known: tuple[str, ...], what: str) -> list[str]:
@@ -54,7 +56,7 @@ def setting_config(name: str, scale: str, seed: int = 0, device: str = "cpu", ov
     path = PRESET_DIR / "scales" / f"mnist-{scale}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown scale '{scale}'; choose from: tiny, quick, paper")
-    cfg = config_from_dict({"preset": name, **_read_yaml(path), "seed": seed, "device": device}, where=str(path))
+    cfg = config_from_dict({"preset": name, **read_yaml(path), "seed": seed, "device": device}, where=str(path))
     return merge(cfg, overrides) if overrides else cfg
 
 
@@ -181,9 +183,8 @@ def figure_inputs(out: Path, store: ModelStore, cfgs: dict[str, RunConfig], resu
             panel = {"engine": engine.images(attrs, torch.Generator().manual_seed(0)), "surrogate": G(attrs.to(dev)).cpu(),
                      "setting": present[0], "sensitivity_setting": sens[0], "targets": k, "layer": layer,
                      "curves": mnist_figures.sensitivity_curves(
-                         fam, lambda a: G(a.to(dev)), lambda a: engine.images(a, torch.Generator().manual_seed(1)),
-                         lambda x: net.features(x.to(dev), layer), engine.space, spipe.problem.targets.attrs[:k],
-                         spipe.problem.targets.image[:k]),
+                         fam, G, EngineRenderer(engine, device=dev, fixed_seed=1), TaskFeatures(net, layer), engine.space,
+                         spipe.problem.targets.attrs[:k], spipe.problem.targets.image[:k]),
                      "max_shift": float(spipe.cfg.engine.args.get("max_shift", 20.0))}
         data["families"][fam] = panel
     for p in pipes.values():

@@ -140,19 +140,22 @@ def make_optimizer(params, cfg: TaskConfig) -> torch.optim.Optimizer:
 
 
 class TaskFeatures:
-    """F's ``layer`` on images area-resized to ``size`` = (h, w) (None: as they come): (B, C, H, W) -> (B, F) on F's device."""
+    """F's ``layer`` on images area-resized to ``size`` = (h, w) (None: as they come): (B, C, H, W) -> (B, F) on F's
+    device, or on ``out_device`` when given (the baselines and torchmetrics take CPU features)."""
 
-    def __init__(self, net: TaskNet, layer: str, size: tuple[int, int] | None = None) -> None:
+    def __init__(self, net: TaskNet, layer: str, size: tuple[int, int] | None = None, out_device: str | None = None) -> None:
         if layer not in net.layers:
             raise ValueError(f"unknown feature layer '{layer}' for {type(net).__name__}; choose one of {list(net.layers)}")
         self.net, self.layer, self.size = net, layer, tuple(size) if size is not None else None
         self.device = next(net.parameters()).device
+        self.out_device = out_device
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device)
         if self.size is not None and tuple(x.shape[-2:]) != self.size:
             x = F.interpolate(x, size=self.size, mode="area")
-        return self.net.features(x, self.layer)
+        f = self.net.features(x, self.layer)
+        return f.to(self.out_device) if self.out_device is not None else f
 
     @torch.no_grad()
     def batched(self, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
