@@ -40,13 +40,7 @@ TARGET_ROT = 60.0
 LEARNING = ("metasim", "attribute-descent", "sdr")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: the seeded comparisons below are exact on one thread, and on shared cores threads spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gen(seed: int) -> torch.Generator:

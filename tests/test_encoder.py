@@ -20,13 +20,7 @@ from scenefit.engines.digits import DigitEngine
 from scenefit.fitting import AmortizedConfig, FitConfig, FitInputs, fit_targets
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: these small networks gain nothing from more, and on shared cores threads spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

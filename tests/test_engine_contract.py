@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import gl_ok
 import torch
 import torch.nn.functional as F
 
@@ -29,14 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHAPES_DIR = ROOT / "examples" / "custom_engine"
 
 
-def _gl_ok() -> bool:
-    try:
-        import moderngl
-
-        moderngl.create_standalone_context(backend="egl").release()
-        return True
-    except Exception:  # no EGL / Mesa on this machine
-        return False
 
 
 @pytest.fixture(scope="module", params=["digits", "street", "shapes"])
@@ -45,7 +38,7 @@ def engine(request):
     if request.param == "digits":
         eng = digit_engine(canvas=32)
     elif request.param == "street":
-        if not _gl_ok():
+        if not gl_ok():
             pytest.skip("no headless OpenGL (EGL) context available for the street engine")
         eng = StreetEngine(height=32, width=96)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import gl_ok
 import torch
 
 from scenefit.engines.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
@@ -17,17 +18,9 @@ torch.set_num_threads(1)
 TABLE = StreetEngine.labels  # the 19 Cityscapes train ids, 255 = ignore
 
 
-def _gl_ok() -> bool:
-    try:
-        import moderngl
-
-        moderngl.create_standalone_context(backend="egl").release()
-        return True
-    except Exception:  # no EGL / Mesa on this machine
-        return False
 
 
-needs_gl = pytest.mark.skipif(not _gl_ok(), reason="no headless OpenGL (EGL) context available")
+needs_gl = pytest.mark.skipif(not gl_ok(), reason="no headless OpenGL (EGL) context available")
 
 
 def _net(seed: int = 0, h: int = 32, w: int = 64) -> SegNet:

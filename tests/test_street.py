@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import gl_ok
 import torch
 from PIL import Image
 
@@ -27,17 +28,9 @@ EMPTY = dict(building_density_left=0.0, building_density_right=0.0, vegetation_d
              person_density=0.0, road_curvature=0.0, lane_count=0.0)
 
 
-def _gl_ok() -> bool:
-    try:
-        import moderngl
-
-        moderngl.create_standalone_context(backend="egl").release()
-        return True
-    except Exception:  # no EGL / Mesa on this machine
-        return False
 
 
-needs_gl = pytest.mark.skipif(not _gl_ok(), reason="no headless OpenGL (EGL) context available")
+needs_gl = pytest.mark.skipif(not gl_ok(), reason="no headless OpenGL (EGL) context available")
 
 
 @pytest.fixture(scope="module")

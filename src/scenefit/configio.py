@@ -184,14 +184,19 @@ def _resolve(data: dict, where: str, seen: tuple[str, ...] = ()) -> list[tuple[s
     return chain + [(where, data)]
 
 
+def _merge_at(cfg: RunConfig, data: dict, at: str) -> RunConfig:
+    """:func:`merge`, with ``at`` (a file, ``--set``) put before any error."""
+    try:
+        return merge(cfg, data)
+    except ConfigError as e:
+        raise ConfigError(f"{at}: {e}") from None
+
+
 def config_from_dict(d: dict, base: RunConfig | None = None, where: str = "") -> RunConfig:
     """Apply a nested dict of overrides (optionally starting from ``preset``) to ``base`` or the defaults."""
     cfg = base or RunConfig()
     for at, data in _resolve(dict(d or {}), where or "config"):
-        try:
-            cfg = merge(cfg, data)
-        except ConfigError as e:
-            raise ConfigError(f"{at}: {e}") from None
+        cfg = _merge_at(cfg, data, at)
     return cfg
 
 
@@ -241,12 +246,7 @@ def load_config(spec: str, overrides: dict | None = None) -> RunConfig:
             cfg = replace(cfg, plugin_path=(*cfg.plugin_path, folder))
     else:
         cfg = preset(spec)
-    if overrides:
-        try:
-            cfg = merge(cfg, overrides)
-        except ConfigError as e:
-            raise ConfigError(f"--set: {e}") from None
-    return cfg
+    return _merge_at(cfg, overrides, "--set") if overrides else cfg
 
 
 def load_saved_config(path: Path) -> RunConfig:

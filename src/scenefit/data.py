@@ -29,12 +29,14 @@ class ImageSet:
 
     image: (N, C, H, W) float32 in [0, 1]. label: (N,) or (N, H, W) int64, or None (unlabeled).
     attrs: (N, D) true attributes in natural units, or None. names: one name per image (file names for folders).
+    seeds: (N,) int64 render seeds of rendered sets, or None.
     """
 
     image: torch.Tensor
     label: torch.Tensor | None = None
     attrs: torch.Tensor | None = None
     names: list[str] = field(default_factory=list)
+    seeds: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not self.names:
@@ -97,4 +99,4 @@ def synthesize(engine: Engine, dist: Mixture | None, n: int, seed: int, look: tu
     attrs = sample_rows(engine.space, dist, engine, n, g)
     seeds = draw_seeds(n, g)
     out = render_rows(engine, attrs, seeds, look)
-    return ImageSet(out["image"], out["label"], attrs)
+    return ImageSet(out["image"], out["label"], attrs, seeds=seeds)

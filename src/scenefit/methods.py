@@ -60,7 +60,7 @@ def _at(images: torch.Tensor, size: tuple[int, int], labels: torch.Tensor | None
 def baseline_rows(pipe: Pipeline, method: str) -> tuple[torch.Tensor, dict]:
     """The attribute rows (n_targets × per_target, D) ``method`` learns (stage ``baseline-<method>``) and its report."""
     stage, key, path = f"baseline-{method}", baseline_key(pipe, method), f"methods/{method}.safetensors"
-    if pipe._needs(stage, key, (path,)):
+    if pipe.needs(stage, key, (path,)):
         t0 = time.time()
         res, cfg = pipe.res, pipe.cfg
         fe = res.fit_engine
@@ -98,18 +98,26 @@ def baseline_set(pipe: Pipeline, method: str) -> ImageSet:
     return ImageSet(out["image"], out["label"], attrs)
 
 
+def register_baseline(pipe: Pipeline, method: str) -> None:
+    """Make ``method``'s rendered rows one of ``pipe``'s training sets (key and builder)."""
+    pipe.register_set(method, lambda: key_of(baseline_key(pipe, method), "rendered", pipe.res.engine.describe()),
+                      lambda: baseline_set(pipe, method))
+
+
 def score_method(pipe: Pipeline, method: str) -> dict:
     """Train and score the task network on ``method``'s set (any of :data:`ALL_METHODS`)."""
     if method not in BASELINE_METHODS:
         return pipe.score(method)
     _, info = baseline_rows(pipe, method)
-    pipe._cache[f"set_key:{method}"] = key_of(baseline_key(pipe, method), "rendered", pipe.res.engine.describe())
-    return pipe.score(method, lambda: baseline_set(pipe, method), {"baseline_seconds": info["seconds"]})
+    register_baseline(pipe, method)
+    return pipe.score(method, {"baseline_seconds": info["seconds"]})
 
 
 def method_set(pipe: Pipeline, method: str) -> ImageSet:
     """The training set of ``method`` (initial, ours, oracle or a baseline)."""
-    return baseline_set(pipe, method) if method in BASELINE_METHODS else pipe.training_set(method)
+    if method in BASELINE_METHODS:
+        register_baseline(pipe, method)
+    return pipe.training_set(method)
 
 
 def set_metrics(pipe: Pipeline, method: str) -> dict:
@@ -117,10 +125,10 @@ def set_metrics(pipe: Pipeline, method: str) -> dict:
     F's set layer (stage ``metrics-<method>``)."""
     stage = f"metrics-{method}"
     if method in BASELINE_METHODS:
-        score_method(pipe, method)
+        register_baseline(pipe, method)
     c = pipe.cfg
     key = key_of(stage, pipe.set_key(method), pipe.models.key("task"), pipe.res.set_layer, asdict(c.evaluate), pipe.problem_key())
-    if pipe._needs(stage, key):
+    if pipe.needs(stage, key):
         t0 = time.time()
         feats = pipe.models.set_features()
         synth, targets = method_set(pipe, method).image, pipe.problem.targets.image

@@ -68,6 +68,7 @@ class Pipeline:
         self.models = Models(self.res, self.store, progress, log, allowed)
         self._problem = problem
         self._cache: dict[str, object] = {}
+        self._sets: dict[str, tuple[Callable[[], str], Callable[[], ImageSet]]] = {}
         self.seconds: dict[str, float] = {}
 
     # ----------------------------------------------------------------- problem
@@ -111,7 +112,7 @@ class Pipeline:
         atomic_write_text(self.run.path("config.yaml"), config_yaml(self.cfg))
 
     # --------------------------------------------------------------- stage keys
-    def _needs(self, stage: str, key: str, outputs: tuple[str, ...] = ()) -> bool:
+    def needs(self, stage: str, key: str, outputs: tuple[str, ...] = ()) -> bool:
         """Whether ``stage`` must run now; raises if it must but this call may not run it."""
         if self.run.done(stage, key, outputs):
             return False
@@ -135,7 +136,7 @@ class Pipeline:
         if "fit" in self._cache:
             return self._cache["fit"]
         key, path = self.fit_key(), self.run.path("fitted.parquet")
-        if self._needs("fit", key, ("fitted.parquet",)):
+        if self.needs("fit", key, ("fitted.parquet",)):
             t0 = time.time()
             result, info = self._fit_now()
             save_fit(path, self.res.engine.space, result, self.problem.targets.names)
@@ -188,8 +189,7 @@ class Pipeline:
             seeds = draw_seeds(rows.shape[0], torch.Generator().manual_seed(self.cfg.seed + SET_SEED["ours"]))
             out = render_rows(self.res.engine, rows, seeds)
             names = [n for n in self.problem.targets.names for _ in range(reps)]
-            self._cache["ours"] = ImageSet(out["image"], out["label"], rows, names)
-            self._cache["ours_seeds"] = seeds
+            self._cache["ours"] = ImageSet(out["image"], out["label"], rows, names, seeds)
         return self._cache["ours"]
 
     def export(self) -> Path:
@@ -197,59 +197,62 @@ class Pipeline:
         from scenefit.datasets import export_dataset
 
         key, folder = self.ours_key(), self.run.path("dataset")
-        if self._needs("export", key, ("dataset",)):
+        if self.needs("export", key, ("dataset",)):
             t0 = time.time()
             ours = self.ours()
             _, loss = self.fit()
             manifest = {"config": self.cfg.to_dict(), "seed": self.cfg.seed, "setting": self.cfg.setting.name,
                         "engine": self.res.engine.describe(), "source": self.problem.source}
             export_dataset(folder, ours.image, ours.label, ours.attrs, self.res.engine, manifest, targets=ours.names,
-                           fit_loss=loss.repeat_interleave(self.cfg.export.per_target), seeds=self._cache["ours_seeds"],
+                           fit_loss=loss.repeat_interleave(self.cfg.export.per_target), seeds=ours.seeds,
                            overwrite=True, progress=self.progress)
             self.run.mark("export", key, {"seconds": time.time() - t0, "count": len(ours), "files": ["dataset"]})
         return folder
 
     # ------------------------------------------------------------------ scores
+    def oracle(self) -> ImageSet:
+        """The labeled targets X_t, tiled ``export.per_target`` times (the same number of images as ours)."""
+        t = self.problem.targets
+        if t.label is None:
+            raise ValueError("the oracle needs labeled targets")
+        reps = self.cfg.export.per_target
+        return ImageSet(t.image.repeat(reps, *[1] * (t.image.dim() - 1)), t.label.repeat(reps, *[1] * (t.label.dim() - 1)))
+
+    def register_set(self, method: str, key: Callable[[], str], make: Callable[[], ImageSet]) -> None:
+        """Add a method's training set (a baseline's, say): ``key()`` identifies it, ``make()`` builds it."""
+        self._sets[method] = (key, make)
+
+    def _set(self, method: str) -> tuple[Callable[[], str], Callable[[], ImageSet]]:
+        sets = {"initial": (self.models.initial_key, self.models.initial_set), "ours": (self.ours_key, self.ours),
+                "oracle": (lambda: key_of("oracle", self.problem_key(), self.cfg.export.per_target), self.oracle), **self._sets}
+        if method not in sets:
+            raise ValueError(f"unknown method '{method}'; known here: {', '.join(sets)}")
+        return sets[method]
+
     def training_set(self, method: str) -> ImageSet:
-        """The labeled training set of ``initial``, ``ours`` or ``oracle`` (X_t tiled ``per_target`` times)."""
-        if method == "initial":
-            return self.models.initial_set()
-        if method == "ours":
-            return self.ours()
-        if method == "oracle":
-            t = self.problem.targets
-            if t.label is None:
-                raise ValueError("the oracle needs labeled targets")
-            reps = self.cfg.export.per_target
-            return ImageSet(t.image.repeat(reps, *[1] * (t.image.dim() - 1)), t.label.repeat(reps, *[1] * (t.label.dim() - 1)))
-        raise ValueError(f"unknown method '{method}'")
+        """The labeled training set of ``method``: ``initial``, ``ours``, ``oracle`` or a registered one."""
+        return self._set(method)[1]()
 
     def set_key(self, method: str) -> str:
         """Key of ``method``'s training set."""
-        if method == "initial":
-            return self.models.initial_key()
-        if method == "ours":
-            return self.ours_key()
-        if method == "oracle":
-            return key_of("oracle", self.problem_key(), self.cfg.export.per_target)
-        return self._cache[f"set_key:{method}"]
+        return self._set(method)[0]()
 
-    def score(self, method: str, training_set: Callable[[], ImageSet] | None = None, info: dict | None = None) -> dict:
+    def score(self, method: str, info: dict | None = None) -> dict:
         """Train the task network on ``method``'s set with the fixed recipe and score it on T (stage ``score-<method>``).
 
-        ``initial`` is F itself. ``training_set``: for a method this class does not make (a baseline).
+        ``initial`` is F itself.
         """
         if self.problem.test is None or self.problem.test.label is None:
             raise ValueError("scores need a labeled test set T")
         stage = f"score-{method}"
         key = key_of(stage, self.set_key(method), asdict(self.cfg.task), self.res.task_name, self.problem_key(), self.cfg.seed)
-        if self._needs(stage, key):
+        if self.needs(stage, key):
             t0 = time.time()
             if method == "initial":
                 net: TaskNet = self.models.task()
                 n = self.models.n_initial
             else:
-                data = training_set() if training_set is not None else self.training_set(method)
+                data = self.training_set(method)
                 net = self.res.task_cls.train_net(data.image, data.label, self.res.engine.labels, self.cfg.task,
                                                   self.cfg.seed + SEED["task"], self.cfg.device, self.progress, f"task net ({method})")
                 n = len(data)

@@ -127,7 +127,7 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
             manifest = {"config": cfg.to_dict(), "seed": cfg.seed, "setting": cfg.setting.name, "targets": str(targets),
                         "engine": e.describe(), "models": str(store.root), "fit": {k: v for k, v in fit.items() if k != "key"}}
             export_dataset(out, ours.image, ours.label, ours.attrs, e, manifest, targets=ours.names,
-                           fit_loss=loss.repeat_interleave(cfg.export.per_target), seeds=pipe._cache["ours_seeds"],
+                           fit_loss=loss.repeat_interleave(cfg.export.per_target), seeds=ours.seeds,
                            overwrite=overwrite, progress=progress, extra={"fitted.parquet": pipe.run.path("fitted.parquet")})
         return {"targets": len(names), "seconds": time.time() - t0, "mean_loss": float(loss.mean()), "fit": fit, "dataset": str(out),
                 "models": str(store.root)}
