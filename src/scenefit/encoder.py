@@ -30,13 +30,18 @@ from scenefit.io import load_model_for_engine, save_model_for_engine
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Size and training budget of E (trained on fresh uniform engine samples)."""
+    """Size and training budget of E (trained on fresh uniform engine samples).
+
+    norm: ``batch`` puts BatchNorm after every convolution (default), ``none`` leaves it out (E before this option:
+    its training could stall at the chance loss from the start for some seeds; docs/RESULTS.md).
+    """
 
     width: int = 16
     bins: int = 36
     lr: float = 0.002
     batch_size: int = 64
     steps: int = 8000
+    norm: str = "batch"
 
     def __post_init__(self) -> None:
         for name in ("width", "bins", "batch_size", "steps"):
@@ -47,6 +52,8 @@ class EncoderConfig:
                 raise ValueError(f"encoder.{name} must be <= {cap}, got {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"encoder.lr must be a finite number > 0, got {self.lr}")
+        if self.norm not in ("batch", "none"):
+            raise ValueError(f"encoder.norm must be 'batch' or 'none', got {self.norm!r}")
 
 
 class AttributeEncoder(nn.Module):
@@ -56,11 +63,13 @@ class AttributeEncoder(nn.Module):
         super().__init__()
         self.space, self.cfg = space, cfg
         w = cfg.width
+
+        def conv(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1), *([nn.BatchNorm2d(c_out)] if cfg.norm == "batch" else []), nn.ReLU(inplace=True)]
+
         self.body = nn.Sequential(
-            nn.Conv2d(channels, w, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(4 * w, 4 * w, 3, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((4, 4)),
+            *conv(channels, w), nn.MaxPool2d(2), *conv(w, 2 * w), nn.MaxPool2d(2),
+            *conv(2 * w, 4 * w), nn.MaxPool2d(2), *conv(4 * w, 4 * w), nn.AdaptiveAvgPool2d((4, 4)),
         )
         self.sizes = [a.num_categories if a.categorical else (cfg.bins if a.periodic else 1) for a in space]
         self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(4 * w * 16, 256), nn.ReLU(inplace=True))
