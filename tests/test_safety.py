@@ -91,6 +91,15 @@ def test_truncated_checkpoints_are_refused(base, tmp_path, capsys, content, mess
     assert f"{path}: {message}" in err(capsys)
 
 
+def test_unreadable_checkpoint_json_names_the_file(base, tmp_path, capsys):
+    models = tmp_path / "models"
+    shutil.copytree(base / "models", models)
+    meta_path = next(models.glob("encoder-*")) / "model.json"
+    meta_path.write_text("{not json")
+    assert main(["check", "rot-g2", "--models", str(models), *TINY]) == 2
+    assert f"{meta_path}: not valid JSON" in err(capsys)
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m["config"].update(wings=3), "its 'config' does not build a surrogate"),
     (lambda m: m["config"].update(hidden=200000000), "surrogate.hidden must be <= 65536"),

@@ -22,7 +22,6 @@ from scenefit.baselines import BASELINES
 from scenefit.data import ImageSet, render_rows
 from scenefit.io import load_tensors, save_tensors
 from scenefit.metrics import fid, kid, median_bandwidth, mmd2
-from scenefit.models import SEED
 from scenefit.pipeline import Pipeline
 from scenefit.runs import key_of
 from scenefit.seeding import draw_seeds
@@ -142,5 +141,5 @@ def set_metrics(pipe: Pipeline, method: str) -> dict:
     return pipe.run.info(stage)
 
 
-__all__ = ["ALL_METHODS", "BASELINE_METHODS", "SEED", "baseline_rows", "baseline_set", "method_set", "score_method", "set_metrics",
-           "stable_seed"]
+__all__ = ["ALL_METHODS", "BASELINE_METHODS", "baseline_rows", "baseline_set", "method_set", "register_baseline", "score_method",
+           "set_metrics", "stable_seed"]

@@ -15,9 +15,8 @@ from typing import Callable
 import torch
 
 from scenefit.augment import photometric_augment
-from scenefit.data import ImageSet, render_rows, sample_rows, synthesize
+from scenefit.data import ImageSet, render_rows
 from scenefit.encoder import AttributeEncoder, load_encoder, save_encoder, train_encoder
-from scenefit.guards import Diverged
 from scenefit.resolve import Resolved
 from scenefit.runs import FolderError, ModelStore, key_of
 from scenefit.seeding import draw_seeds
@@ -25,7 +24,8 @@ from scenefit.surrogate import Surrogate, load_surrogate, save_surrogate, surrog
 from scenefit.tasks import TaskFeatures, TaskNet, load_task
 
 SEED = {"initial": 303, "task": 5, "surrogate": 2, "encoder": 3, "features": 9}
-"""Offsets added to ``cfg.seed`` for each network's randomness (the same as before the models were shared)."""
+"""Offsets added to ``cfg.seed`` for each network's randomness; every task network a run trains (F and each compared
+set's) starts from ``seed + 5``."""
 
 MODEL_STAGES = ("task", "surrogate", "encoder", "features")
 
@@ -181,4 +181,4 @@ class Models:
         return out
 
 
-__all__ = ["MODEL_STAGES", "Models", "SEED", "Diverged", "synthesize", "sample_rows"]
+__all__ = ["MODEL_STAGES", "Models", "SEED"]

@@ -218,6 +218,26 @@ class Pipeline:
         reps = self.cfg.export.per_target
         return ImageSet(t.image.repeat(reps, *[1] * (t.image.dim() - 1)), t.label.repeat(reps, *[1] * (t.label.dim() - 1)))
 
+    def feature_score(self) -> dict | None:
+        """How well the fit's feature network reads T at the fitting resolution (stage ``score-features``; FN only,
+        labeled T only): its task score (accuracy or mIoU), a diagnostic of the look gap; None otherwise."""
+        test = self.problem.test
+        if self.cfg.features.source != "fit_net" or test is None or test.label is None:
+            return None
+        key = key_of("score-features", self.models.key("features"), self.problem_key())
+        if self.needs("score-features", key):
+            t0 = time.time()
+            fe = self.res.fit_engine
+            size = (fe.height, fe.width)
+            images, labels = test.image, test.label
+            if tuple(images.shape[-2:]) != size:
+                images = F.interpolate(images, size=size, mode="area")
+                if labels.dim() == 3:
+                    labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+            self.run.mark("score-features", key, {**self.models.get("features").score(images, labels), "resolution": list(size),
+                                                  "seconds": time.time() - t0})
+        return self.run.info("score-features")
+
     def register_set(self, method: str, key: Callable[[], str], make: Callable[[], ImageSet]) -> None:
         """Add a method's training set (a baseline's, say): ``key()`` identifies it, ``make()`` builds it."""
         self._sets[method] = (key, make)

@@ -12,14 +12,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from scenefit.config import RunConfig
 from scenefit.data import ImageSet, Problem
 from scenefit.datasets import export_dataset
 from scenefit.evaluate import sample_grid, summary_markdown
 from scenefit.imagefolder import load_image_folder
 from scenefit.io import atomic_write_text, write_json
+from scenefit.models import Models
 from scenefit.pipeline import Pipeline
 from scenefit.resolve import resolve
 from scenefit.runs import ModelStore, check_disjoint, claim, clean_partials, locked
@@ -50,11 +49,9 @@ def run_results(pipe: Pipeline, methods: tuple[str, ...] = METHODS) -> dict:
         t0 = time.time()
         pipe.models.get(stage)
         seconds[stage] = pipe.models.report(stage).get("seconds", time.time() - t0)
-    t0 = time.time()
     attrs, loss = pipe.fit()
     seconds["fit"] = pipe.run.info("fit")["seconds"]
     pipe.log(f"[scenefit] fit ({cfg.fit.method}): {attrs.shape[0]} targets, mean content loss {loss.mean():.4f}")
-    t0 = time.time()
     folder = pipe.export()
     seconds["export"] = pipe.run.info("export")["seconds"]
     scores = {m: pipe.score(m) for m in methods}
@@ -71,6 +68,7 @@ def run_results(pipe: Pipeline, methods: tuple[str, ...] = METHODS) -> dict:
         "attribute_error": fit.get("attribute_error", {}), "attribute_error_initial_centre": fit.get("attribute_error_initial_centre", {}),
         "surrogate": {k: srep[k] for k in ("heldout_l1", "mean_image_l1", "noise_floor", "steps", "resolution")},
         "fit": {k: v for k, v in fit.items() if k not in ("key",)}, "seconds": seconds, "dataset": str(folder),
+        "fit_features_test_score": pipe.feature_score(),
     }
 
 
@@ -121,7 +119,7 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
             pipe = Pipeline(res, work, problem, store, progress, log)
             for stage in pipe.models.needed():
                 pipe.models.get(stage)
-            attrs, loss = pipe.fit()
+            _, loss = pipe.fit()
             ours = pipe.ours()
             fit = pipe.run.info("fit")
             manifest = {"config": cfg.to_dict(), "seed": cfg.seed, "setting": cfg.setting.name, "targets": str(targets),
@@ -142,9 +140,9 @@ def train_models(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("su
     try:
         claim(out, "run")
         with locked(out):
-            pipe = Pipeline(res, out, Problem(ImageSet(torch.zeros(2, 1, 1, 1)), None, {"kind": "none"}), progress=progress, log=log)
-            reports = {s: pipe.models.report(s) for s in stages}
-            reports.update({f"{s}_folder": str(pipe.store.folder(s, pipe.models.key(s))) for s in stages})
+            models = Models(res, ModelStore(Path(out) / "models"), progress, log)
+            reports = {s: models.report(s) for s in stages}
+            reports.update({f"{s}_folder": str(models.store.folder(s, models.key(s))) for s in stages})
             return reports
     finally:
         res.close()
@@ -160,15 +158,13 @@ def check(cfg: RunConfig, targets: str | Path | None = None, models: str | Path 
                  f"{len(space)} attributes: {', '.join(space.names)}); task '{res.task_name}'; fit '{cfg.fit.method}' at "
                  f"{res.fit_engine.height}x{res.fit_engine.width}, layer '{res.content_layer}'"]
         if targets is not None:
-            images, names = load_image_folder(targets, e.channels, e.height, e.width, progress=False)
+            _, names = load_image_folder(targets, e.channels, e.height, e.width, progress=False)
             lines.append(f"targets: {len(names)} images in {targets}, read at {e.width}x{e.height}")
         if models is not None:
-            store = model_store(models)
-            pipe = Pipeline(res, store.root, Problem(ImageSet(torch.zeros(2, 1, 1, 1)), None, {"kind": "none"}), store, progress=False,
-                            log=lambda m: None, allowed=set())
-            for stage in pipe.models.needed():
-                pipe.models.get(stage)  # loads and checks every weight; a missing model raises
-                lines.append(f"model {stage}: {store.folder(stage, pipe.models.key(stage))}")
+            trained = Models(res, model_store(models), progress=False, log=lambda m: None, allowed=set())
+            for stage in trained.needed():
+                trained.get(stage)  # loads and checks every weight; a missing model raises
+                lines.append(f"model {stage}: {trained.store.folder(stage, trained.key(stage))}")
         return lines
     finally:
         res.close()

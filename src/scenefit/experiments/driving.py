@@ -126,6 +126,7 @@ def run_driving_experiment(
             if missing:
                 log(f"[driving] {out}: rows still to run: {', '.join(missing)}")
                 return {"experiment": "driving", "scale": scale, "seed": seed, "missing": missing}
+            pipe.allowed = pipe.models.allowed = None  # every row is done: the table's cheap diagnostics may run
             results = driving_results(pipe, scale)
             driving_figures.write_outputs(out, results, figure_inputs(pipe))
             write_json(out / "results.json", results)
@@ -150,7 +151,8 @@ def driving_results(pipe: Pipeline, scale: str) -> dict:
         "classes": rows["initial"]["classes"], "images": {m: rows[m]["images"] for m in METHODS},
         "paper": {m: v[1] for m, v in driving_figures.PAPER_TABLE4.items()},
         "surrogate": {k: srep[k] for k in ("heldout_l1", "mean_image_l1", "noise_floor", "steps", "resolution")},
-        "fit_features": pipe.models.report("features") if cfg.features.source == "fit_net" else None,
+        "fit_features": ({**pipe.models.report("features"), "test_score": pipe.feature_score()}
+                         if cfg.features.source == "fit_net" else None),
         "fit": {k: v for k, v in pipe.run.info("fit").items() if k != "key"},
         "metasim": {k: v for k, v in ms.items() if k != "key"},
         "seconds": {**{m: rows[m]["seconds"] for m in METHODS}, "fit": pipe.run.info("fit")["seconds"]},

@@ -62,7 +62,9 @@ def table4_markdown(results: dict) -> str:
         f"Scale `{results['scale']}`, seed {results['seed']}; targets: {where}; mIoU over the {len(results['classes'])} classes "
         f"present in the test labels ({', '.join(results['classes'])}). The paper's numbers are on KITTI with a Unity engine.",
         f"Features: ours fits on the {'fit-feature network FN' if results['fit_features'] else 'task network F'} "
-        f"(layer `{results['feature_layer']}`); Meta-Sim's MMD compares F's layer `{results['metasim_layer']}`.",
+        f"(layer `{results['feature_layer']}`); Meta-Sim's MMD compares F's layer `{results['metasim_layer']}`."
+        + (f" FN reads the test split at {100 * results['fit_features']['test_score']['score']:.1f}% mIoU at the fitting resolution."
+           if (results.get("fit_features") or {}).get("test_score") else ""),
         f"Surrogate G at {s['resolution'][0]}x{s['resolution'][1]}: held-out L1 {s['heldout_l1']:.4f} (mean image {s['mean_image_l1']:.4f}, "
         f"engine noise floor {s['noise_floor']:.4f}) after {s['steps']} steps.",
         "Wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()) + ".",
