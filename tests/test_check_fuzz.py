@@ -117,7 +117,7 @@ def test_random_image_bytes(tmp_path_factory, capsys, files):
 
 
 @SETTINGS
-@hypothesis.given(which=st.sampled_from(["task", "surrogate", "encoder"]), part=st.sampled_from(["model.safetensors", "model.json"]),
+@hypothesis.given(which=st.sampled_from(["task", "encoder"]), part=st.sampled_from(["model.safetensors", "model.json"]),
                   data=st.one_of(st.binary(max_size=200), st.builds(lambda v: yaml.safe_dump(v).encode(), values)))
 def test_random_checkpoint_bytes(base, tmp_path_factory, capsys, which, part, data):
     models = tmp_path_factory.mktemp("models") / "models"

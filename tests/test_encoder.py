@@ -15,7 +15,6 @@ from scenefit.encoder import (
     save_encoder,
     train_encoder,
 )
-from scenefit.engines.base import EngineRenderer
 from scenefit.engines.digits import DigitEngine
 from scenefit.fitting import AmortizedConfig, FitConfig, FitInputs, fit_targets
 
@@ -70,7 +69,7 @@ def test_amortized_fit_takes_the_encoders_top_mode(trained, held_out):
     images, attrs = images[:64], attrs[:64]
     feats = lambda x: x.flatten(1)  # noqa: E731
     inputs = FitInputs(engine.space, feats, feats(images), torch.tensor([0.0, 0.0]), [0], seed=0, target_images=images,
-                       surrogate=EngineRenderer(engine), encoder=enc, progress=False)
+                       engine=engine, encoder=enc, progress=False)
     res = fit_targets(inputs, FitConfig(method="amortized", steps=0))
     top, _ = encoder_starts(enc, images, {})
     assert torch.equal(res.attrs, top[:, 0]) and res.starts.shape == (64, 1, 2)
@@ -79,8 +78,10 @@ def test_amortized_fit_takes_the_encoders_top_mode(trained, held_out):
     assert res2.starts.shape == (64, 2, 2) and torch.equal(res2.loss, res2.losses.min(1).values)
     assert set(res2.candidate.tolist()) <= {0, 1}
     with pytest.raises(ValueError, match=re.escape("fit.method 'amortized' needs the target_images, which this fit was not given")):
-        fit_targets(FitInputs(engine.space, feats, feats(images), torch.zeros(2), [0], seed=0, surrogate=EngineRenderer(engine),
+        fit_targets(FitInputs(engine.space, feats, feats(images), torch.zeros(2), [0], seed=0, engine=engine,
                               encoder=enc, progress=False), FitConfig(method="amortized"))
+    with pytest.raises(ValueError, match=re.escape("fit.method 'amortized with fit.steps > 0' needs the surrogate")):
+        fit_targets(inputs, FitConfig(method="amortized", steps=2))
 
 
 def test_amortized_fit_keeps_unfitted_columns_at_the_centre(split):
@@ -90,7 +91,7 @@ def test_amortized_fit_keeps_unfitted_columns_at_the_centre(split):
     feats = lambda x: x.flatten(1)  # noqa: E731
     centre = torch.tensor([10.0, 1.5, -2.5, 0.0])
     inputs = FitInputs(engine.space, feats, feats(images), centre, [0], seed=0, target_images=images,
-                       surrogate=EngineRenderer(engine), encoder=enc, progress=False)
+                       engine=engine, encoder=enc, progress=False)
     res = fit_targets(inputs, FitConfig(method="amortized", steps=0))
     assert res.attrs[:, 1].tolist() == [1.5] * 6 and res.attrs[:, 2].tolist() == [-2.5] * 6  # tx, ty not in free
 

@@ -72,9 +72,9 @@ def test_resume_redoes_nothing(tiny_run, monkeypatch):
 
     import scenefit.methods as methods
     import scenefit.models as models
-    import scenefit.pipeline as pipeline
+    import scenefit.fitjob as pipeline
 
-    monkeypatch.setattr(pipeline, "fit_targets", boom)
+    monkeypatch.setattr(pipeline, "fit_targets", boom)  # the fit itself
     monkeypatch.setattr(models, "train_surrogate", boom)
     monkeypatch.setattr(methods.BASELINES["metasim"][0], "fit", boom)
     again = run_driving_experiment(out, "tiny", seed=0, **QUIET)

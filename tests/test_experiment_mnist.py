@@ -103,9 +103,9 @@ def test_resume_recomputes_nothing(tiny_run, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a finished stage was recomputed")
 
-    import scenefit.pipeline as pipeline
+    import scenefit.fitjob as pipeline
 
-    monkeypatch.setattr(pipeline, "fit_targets", boom)
+    monkeypatch.setattr(pipeline, "fit_targets", boom)  # the fit itself
     for cls in ("Classifier",):
         monkeypatch.setattr(getattr(__import__("scenefit.tasks", fromlist=[cls]), cls), "train_net", boom)
     again = run_mnist_experiment(out, "tiny", SETTINGS, None, seed=0, device="cpu", progress=False, log=quiet)

@@ -63,8 +63,8 @@ def test_run_into_a_folder_of_the_users_is_refused(tmp_path, capsys):
 
 def test_diverged_training_stops_with_the_field_to_change(tmp_path, capsys):
     out = tmp_path / "o"
-    assert main(["run", "rot-g2", "--out", str(out), *TINY, "--set", "surrogate.lr=1e12"]) == 2
-    assert "surrogate G diverged" in (e := err(capsys)) and "Lower surrogate.lr" in e
+    assert main(["run", "rot-g2", "--out", str(out), *TINY, "--set", "encoder.lr=1e12"]) == 2
+    assert "encoder E diverged" in (e := err(capsys)) and "Lower encoder.lr" in e
     assert not (out / "dataset").exists() and not (out / "results.json").exists()
 
 
@@ -73,7 +73,7 @@ def test_a_nan_checkpoint_is_refused(base, tmp_path, capsys):
 
     models = tmp_path / "models"
     shutil.copytree(base / "models", models)
-    path = next(models.glob("surrogate-*")) / "model.safetensors"
+    path = next(models.glob("encoder-*")) / "model.safetensors"
     state = load_file(str(path))
     save_file({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()}, str(path))
     assert main(["fit", "rot-g2", "--targets", str(scans(tmp_path / "t")), "--out", str(tmp_path / "ds"), "--models", str(models), *TINY]) == 2
@@ -101,14 +101,14 @@ def test_unreadable_checkpoint_json_names_the_file(base, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m["config"].update(wings=3), "its 'config' does not build a surrogate"),
-    (lambda m: m["config"].update(hidden=200000000), "surrogate.hidden must be <= 65536"),
+    (lambda m: m["config"].update(wings=3), "its 'config' does not build the encoder"),
+    (lambda m: m["config"].update(width=200000000), "encoder.width must be <= 1024"),
     (lambda m: m.update(engine={"engine": "other"}), "was made for another engine"),
 ])
 def test_bad_checkpoint_json_is_refused(base, tmp_path, capsys, edit, message):
     models = tmp_path / "models"
     shutil.copytree(base / "models", models)
-    meta_path = next(models.glob("surrogate-*")) / "model.json"
+    meta_path = next(models.glob("encoder-*")) / "model.json"
     meta = json.loads(meta_path.read_text())
     edit(meta)
     meta_path.write_text(json.dumps(meta))

@@ -120,8 +120,9 @@ def summary_markdown(results: dict) -> str:
         classes = sorted({c for m in per.values() for c in m})
         lines += ["| class | " + " | ".join(per) + " |", "| --- |" + " --- |" * len(per)]
         lines += [f"| {c} | " + " | ".join(_pct(per[m].get(c)) for m in per) + " |" for c in classes] + [""]
-    s = results["surrogate"]
-    lines += [f"Surrogate held-out L1: {s['heldout_l1']:.4f} (mean image {s['mean_image_l1']:.4f}, engine noise floor {s['noise_floor']:.4f}).", ""]
+    s = results.get("surrogate")
+    lines += [f"Surrogate held-out L1: {s['heldout_l1']:.4f} (mean image {s['mean_image_l1']:.4f}, engine noise floor {s['noise_floor']:.4f})."
+              if s else f"No surrogate: fit method `{results['fit_method']}` without gradient steps reads E and scores its guesses with the engine.", ""]
     lines += ["| stage | seconds |", "| --- | --- |"] + [f"| {k} | {v:.1f} |" for k, v in t.items()]
     lines += ["", "![samples](samples.png)", "", "Rows: targets, initial scenes, ours (R at the fitted attributes, same targets).", ""]
     return "\n".join(lines)

@@ -214,7 +214,7 @@ def load_model_for_engine(path: str | Path, kind: str, identity: dict, build, de
     try:
         model = build(meta["config"])
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{Path(path).with_suffix('.json')}: its 'config' does not build a {kind}: {e}") from None
+        raise ValueError(f"{Path(path).with_suffix('.json')}: its 'config' does not build the {kind}: {e}") from None
     load_weights(path, model)
     return model.to(device).eval()
 

@@ -17,6 +17,7 @@ import torch
 from scenefit.augment import photometric_augment
 from scenefit.data import ImageSet, render_rows
 from scenefit.encoder import AttributeEncoder, load_encoder, save_encoder, train_encoder
+from scenefit.fitting import uses_surrogate
 from scenefit.resolve import Resolved
 from scenefit.runs import FolderError, ModelStore, key_of
 from scenefit.seeding import draw_seeds
@@ -172,10 +173,15 @@ class Models:
         fe = self.res.fit_engine
         return TaskFeatures(self.task(), self.res.set_layer, (fe.height, fe.width), out_device="cpu")
 
+    def uses(self, stage: str) -> bool:
+        """Whether the configured fit reads model ``stage`` (G only when the strategy goes through it)."""
+        return stage in self.needed()
+
     def needed(self) -> list[str]:
         """Model stages the configured fit needs, in training order."""
         out = ["task"] if self.cfg.features.source == "task" else ["features"]
-        out.append("surrogate")
+        if uses_surrogate(self.cfg.fit):
+            out.append("surrogate")
         if self.cfg.fit.method == "amortized":
             out.append("encoder")
         return out

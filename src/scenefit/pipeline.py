@@ -27,16 +27,15 @@ from scenefit.config import ConfigError, RunConfig
 from scenefit.configio import config_yaml, load_saved_config
 from scenefit.data import ImageSet, Problem, render_rows, synthesize
 from scenefit.fitfile import load_fit, save_fit
-from scenefit.fitting import FitInputs, FitResult, fit_targets
-from scenefit.guards import check_values
+from scenefit.fitjob import fit_images, rendered_rows
+from scenefit.fitting import FitResult
 from scenefit.io import atomic_write_text, first_difference, read_json
 from scenefit.models import SEED, Models
 from scenefit.resolve import Resolved, resolve
 from scenefit.runs import FolderError, ModelStore, RunFolder, key_of
-from scenefit.seeding import draw_seeds
 from scenefit.tasks import TaskNet
 
-SET_SEED = {"targets": 101, "test": 202, "fit": 3, "calibrate": 8, "ours": 404}
+SET_SEED = {"targets": 101, "test": 202, "calibrate": 8}
 
 
 def synthesize_problem(res: Resolved) -> Problem:
@@ -125,7 +124,8 @@ class Pipeline:
         c, m = self.cfg, self.models
         feats = m.key("features") if c.features.source == "fit_net" else m.key("task")
         enc = m.key("encoder") if c.fit.method == "amortized" else None
-        return key_of("fit", self.problem_key(), feats, m.key("surrogate"), enc, asdict(c.fit), self.res.content_layer, c.seed)
+        sur = m.key("surrogate") if m.uses("surrogate") else None
+        return key_of("fit", self.problem_key(), feats, sur, enc, asdict(c.fit), self.res.content_layer, c.seed)
 
     def ours_key(self) -> str:
         return key_of("ours", self.fit_key(), asdict(self.cfg.export), self.res.engine.describe(), self.cfg.seed)
@@ -148,25 +148,12 @@ class Pipeline:
         return attrs, loss
 
     def _fit_now(self) -> tuple[FitResult, dict]:
-        cfg, res, fe = self.cfg, self.res, self.res.fit_engine
-        feats = self.models.fit_features()
-        G = self.models.surrogate()
-        enc = self.models.encoder() if cfg.fit.method == "amortized" else None
-        for net in (G, feats.net, enc):
-            if net is not None:
-                net.requires_grad_(False)
-        images = self.problem.targets.image
-        small = images if tuple(images.shape[-2:]) == (fe.height, fe.width) else F.interpolate(images, size=(fe.height, fe.width), mode="area")
-        f_t = feats.batched(images)
-        inputs = FitInputs(res.engine.space, feats, f_t, res.initial_centre(), res.free, cfg.seed + SET_SEED["fit"],
-                           torch.device(cfg.device), small, G, fe, enc, self.progress)
-        result = fit_targets(inputs, cfg.fit)
-        check_values(result.attrs, f"fit ({cfg.fit.method})", "fit.lr", "fitted rows")
-        check_values(result.loss, f"fit ({cfg.fit.method})", "fit.lr", "fit losses")
+        cfg, res = self.cfg, self.res
+        result, f_t = fit_images(res, self.models, self.problem.targets.image, self.progress)
         info: dict = {"fit_seconds": result.seconds}
         cal = cfg.fit.calibrate
         if cal.attributes:
-            shift = set_level_shift(fe.images, feats.batched, res.engine.space, result.attrs, f_t,
+            shift = set_level_shift(res.fit_engine.images, self.models.fit_features().batched, res.engine.space, result.attrs, f_t,
                                     cal.attributes, cal.points, cal.rounds, cfg.seed + SET_SEED["calibrate"], progress=self.progress)
             result.attrs = shift.attrs
             info["calibrate"] = {"delta": shift.delta, "mmd2_start": shift.mmd2_start, "mmd2_best": shift.mmd2_best,
@@ -185,8 +172,7 @@ class Pipeline:
         if "ours" not in self._cache:
             attrs, _ = self.fit()
             reps = self.cfg.export.per_target
-            rows = attrs.repeat_interleave(reps, 0)
-            seeds = draw_seeds(rows.shape[0], torch.Generator().manual_seed(self.cfg.seed + SET_SEED["ours"]))
+            rows, seeds = rendered_rows(attrs, reps, self.cfg.seed)
             out = render_rows(self.res.engine, rows, seeds)
             names = [n for n in self.problem.targets.names for _ in range(reps)]
             self._cache["ours"] = ImageSet(out["image"], out["label"], rows, names, seeds)

@@ -84,3 +84,12 @@ def derive_seeds(seeds: torch.Tensor, stream: int) -> torch.Tensor:
     (e.g. a look applied after a render: its noise must not reuse the render's draws)."""
     bits = row_bits(seeds, 1, stream=1000 + stream)[:, 0] >> np.uint64(2)
     return torch.from_numpy(bits.astype(np.int64))
+
+
+def index_seeds(seed: int, index: torch.Tensor) -> torch.Tensor:
+    """Seeds (N,) int64 in ``[0, 2**62)`` for rows by their global ``index`` (N,): row ``i`` gets the same seed
+    whatever shard, batch or worker renders it."""
+    s = np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
+    with np.errstate(over="ignore"):
+        z = _splitmix(index.detach().cpu().numpy().astype(np.uint64) * _GOLDEN + _splitmix(np.array([s]))[0])
+    return torch.from_numpy((z >> np.uint64(2)).astype(np.int64))

@@ -57,7 +57,7 @@ def run_results(pipe: Pipeline, methods: tuple[str, ...] = METHODS) -> dict:
     scores = {m: pipe.score(m) for m in methods}
     for m in methods:
         seconds[f"score-{m}"] = scores[m]["seconds"]
-    srep = pipe.models.report("surrogate")
+    srep = pipe.models.report("surrogate") if pipe.models.uses("surrogate") else None
     fit = pipe.run.info("fit")
     metric = scores[methods[0]]["metric"]
     return {
@@ -66,7 +66,7 @@ def run_results(pipe: Pipeline, methods: tuple[str, ...] = METHODS) -> dict:
         "scores": {m: scores[m]["score"] for m in methods}, metric: {m: scores[m]["score"] for m in methods},
         "per_class": {m: scores[m]["per_class"] for m in methods if "per_class" in scores[m]},
         "attribute_error": fit.get("attribute_error", {}), "attribute_error_initial_centre": fit.get("attribute_error_initial_centre", {}),
-        "surrogate": {k: srep[k] for k in ("heldout_l1", "mean_image_l1", "noise_floor", "steps", "resolution")},
+        "surrogate": {k: srep[k] for k in ("heldout_l1", "mean_image_l1", "noise_floor", "steps", "resolution")} if srep else None,
         "fit": {k: v for k, v in fit.items() if k not in ("key",)}, "seconds": seconds, "dataset": str(folder),
         "fit_features_test_score": pipe.feature_score(),
     }

@@ -80,7 +80,8 @@ def _row(pipe: Pipeline, method: str) -> dict:
     if method == "ours":
         fit = pipe.run.info("fit")
         info = {"fit_method": fit["method"], "fit_layer": fit["layer"], "fit_seconds": fit["fit_seconds"],
-                "attribute_error": fit.get("attribute_error", {}), "surrogate": pipe.models.report("surrogate")["heldout_l1"]}
+                "attribute_error": fit.get("attribute_error", {}),
+                "surrogate": pipe.models.report("surrogate")["heldout_l1"] if pipe.models.uses("surrogate") else None}
     elif method not in ("initial", "oracle"):
         rep = pipe.run.info(f"baseline-{method}")
         info = {"report": rep["report"], "feature_layer": rep["feature_layer"]}
@@ -170,6 +171,7 @@ def figure_inputs(out: Path, store: ModelStore, cfgs: dict[str, RunConfig], resu
         if not present:
             continue
         pipe, spipe = pipes[present[0]], pipes[sens[0]]
+        pipe.models.allowed = None  # Fig. 3, 4 and 9 draw G even where the fit did not need it: train it now if missing
         try:
             G, net = pipe.models.surrogate(), spipe.models.task()
         except (FileNotFoundError, ValueError) as e:

@@ -41,9 +41,15 @@ assert set(STRATEGIES) == set(METHODS)
 
 NEEDS: dict[str, tuple[str, ...]] = {
     "plain": ("surrogate",), "restarts": ("surrogate",), "codebook": ("surrogate",),
-    "codebook-verify": ("surrogate", "engine"), "amortized": ("surrogate", "encoder"),
+    "codebook-verify": ("surrogate", "engine"), "amortized": ("encoder", "engine"),
 }
-"""The trained models and inputs each strategy reads (besides the features)."""
+"""The trained models and inputs each strategy reads (besides the features); ``amortized`` with ``fit.steps`` > 0
+also refines through the surrogate."""
+
+
+def uses_surrogate(cfg: FitConfig) -> bool:
+    """Whether the configured fit goes through the surrogate G (every strategy but ``amortized`` without steps)."""
+    return "surrogate" in NEEDS[cfg.method] or cfg.steps > 0
 
 
 def fit_targets(inputs: FitInputs, cfg: FitConfig) -> FitResult:
@@ -54,5 +60,5 @@ def fit_targets(inputs: FitInputs, cfg: FitConfig) -> FitResult:
 __all__ = [
     "METHODS", "NEEDS", "STRATEGIES", "AmortizedConfig", "CalibrateConfig", "CodebookConfig", "FeatureFn", "FitConfig", "FitInputs",
     "FitResult", "Renderer", "RestartsConfig", "VerifyConfig", "code_grid", "codebook_starts", "fit_candidates", "fit_one_reference",
-    "fit_targets", "sobol_starts",
+    "fit_targets", "sobol_starts", "uses_surrogate",
 ]

@@ -1,6 +1,11 @@
 """``amortized``: the encoder E (trained on engine renders; :mod:`scenefit.encoder`) proposes each target's
-attributes in one forward pass; its top ``fit.amortized.top_classes`` × ``top_angles`` modes are the starts,
-refined by ``fit.steps`` gradient steps through G (default 0: E's top mode as it is, scored through G)."""
+attributes in one forward pass; its top ``fit.amortized.top_classes`` × ``top_angles`` modes are the starts.
+
+With ``fit.steps`` > 0 the starts are refined by gradient steps through G and chosen by G's content loss. With no
+steps (the default) nothing goes through G: every start is rendered by the engine R itself (one fixed seed per
+target, shared by its starts) and the start with the lowest content loss of R's render is kept, so G need not be
+trained at all.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,14 @@ import torch
 
 from scenefit.encoder import encoder_starts
 from scenefit.fitting.base import FitInputs, FitResult, fit_candidates
+from scenefit.fitting.codebook import verify_with_engine
 from scenefit.fitting.config import FitConfig
 
 
 def fit_amortized(inputs: FitInputs, cfg: FitConfig, batch: int = 1024) -> FitResult:
-    """Starts from E's top modes (N, M, D), refined and chosen through G; the fitted columns are ``inputs.free``,
-    every other continuous column is set to the centre."""
+    """Starts from E's top modes (N, M, D), refined through G (``fit.steps`` > 0) or chosen by R's content loss (no
+    steps); the fitted columns are ``inputs.free``, every other continuous column is set to the centre."""
     t0 = time.time()
-    G = inputs.need("surrogate", "amortized")
     enc = inputs.need("encoder", "amortized")
     images = inputs.need("target_images", "amortized")
     top = {a.name: (cfg.amortized.top_classes if a.categorical else cfg.amortized.top_angles) for a in inputs.space}
@@ -26,7 +31,15 @@ def fit_amortized(inputs: FitInputs, cfg: FitConfig, batch: int = 1024) -> FitRe
     fixed = [i for i in inputs.space.continuous if i not in inputs.free]
     if fixed:
         starts[:, :, fixed] = inputs.centre[fixed]
-    res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
-                         cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (amortized)")
-    res.seconds = time.time() - t0
-    return res
+    if cfg.steps > 0:
+        G = inputs.need("surrogate", "amortized with fit.steps > 0")
+        res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
+                             cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (amortized)")
+        res.seconds = time.time() - t0
+        return res
+    engine = inputs.need("engine", "amortized")
+    losses = verify_with_engine(engine, inputs.features, inputs.target_features, starts, 1, torch.Generator().manual_seed(inputs.seed))
+    n = starts.shape[0]
+    best = losses.argmin(1)
+    return FitResult(starts[torch.arange(n), best], losses[torch.arange(n), best], best, losses, starts, time.time() - t0,
+                     {"loss": "engine"})
