@@ -66,9 +66,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     from scenefit.workflows import fit_folder
 
-    res = fit_folder(_config(args), args.targets, args.out, args.models, args.overwrite, progress=not args.no_progress)
-    print(f"fitted {res['targets']} targets in {res['seconds']:.0f}s (mean content loss {res['mean_loss']:.4f}); "
-          f"models: {res['models']}; dataset: {res['dataset']}")
+    res = fit_folder(_config(args), args.targets, args.out, args.models, args.overwrite, progress=not args.no_progress,
+                     backend=args.backend, workers=args.workers, ray_address=args.ray_address, shard_size=args.shard_size,
+                     threads=args.threads, retrain=args.retrain)
+    print(f"fitted {res['targets']} targets ({res['rows']} rows, {res['shards']} shards, {res['ran']} run now) in {res['seconds']:.0f}s "
+          f"(mean content loss {res['mean_loss']:.4f}); models: {res['models']}; dataset: {res['dataset']}")
     return 0
 
 
@@ -129,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder or model store to read F, G, E from, never changed (default: the user's store, "
                         "$SCENEFIT_CACHE/models, trained there when missing)")
     f.add_argument("--overwrite", action="store_true", help="replace an existing scenefit dataset folder")
+    f.add_argument("--retrain", action="store_true", help="train F, G, E again into the model store even if they are there")
+    f.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: shards one after another in this process; ray: a pool of Ray actors (pip install 'scenefit[ray]')")
+    f.add_argument("--workers", type=int, default=1, help="Ray actors (--backend ray); default 1")
+    f.add_argument("--ray-address", default=None, help="a running Ray cluster to join (default: start a local one)")
+    f.add_argument("--shard-size", type=int, default=2048, help="targets per shard (default 2048); a rerun resumes from finished shards")
+    f.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: torch's for local, 1 for Ray)")
     f.set_defaults(func=cmd_fit)
     c = sub.add_parser("check", help="validate a config (and a target folder, a model folder) without training anything")
     _common(c)

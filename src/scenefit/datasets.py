@@ -140,16 +140,15 @@ def export_dataset(
     out = Path(out)
     if str(out) in ("", "."):
         raise FolderError("the dataset folder must be named (got an empty path); pass e.g. --out runs/my-dataset")
-    n = images.shape[0]
-    if labels.shape[0] != n or attrs.shape[0] != n:
-        raise ValueError(f"export: {n} images but {labels.shape[0]} labels and {attrs.shape[0]} attribute rows")
+    if labels.shape[0] != images.shape[0] or attrs.shape[0] != images.shape[0]:
+        raise ValueError(f"export: {images.shape[0]} images but {labels.shape[0]} labels and {attrs.shape[0]} attribute rows")
     out.parent.mkdir(parents=True, exist_ok=True)
     with sibling_lock(out):
-        _clean_stale(out)
+        clean_stale(out)
         return _export(out, images, labels, attrs, engine, manifest, targets, fit_loss, seeds, overwrite, progress, extra)
 
 
-def _clean_stale(out: Path) -> None:
+def clean_stale(out: Path) -> None:
     """Remove temporary folders an interrupted export to ``out`` left beside it (called under its lock)."""
     for p in out.parent.glob(f".{out.name}.*.partial"):
         shutil.rmtree(p, ignore_errors=True)
@@ -158,52 +157,83 @@ def _clean_stale(out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _export(out: Path, images, labels, attrs, engine, manifest, targets, fit_loss, seeds, overwrite, progress, extra) -> Path:
-    n = images.shape[0]
+def check_replaceable(out: Path, overwrite: bool) -> None:
+    """Raise unless ``out`` is missing, or a scenefit dataset and ``overwrite`` is set."""
     if out.exists():
         m = marker(out)
         if m is None or m.get("kind") != "dataset":
             raise FolderError(f"{out} exists and is not a scenefit dataset; scenefit replaces only folders it created: choose another --out")
         if not overwrite:
             raise FileExistsError(f"dataset folder already exists: {out} (choose another --out or pass --overwrite)")
+
+
+def row_name(i: int, width: int = 6) -> str:
+    """File name of dataset row ``i`` (``width`` digits, at least 6)."""
+    return f"{i:0{max(width, 6)}d}.png"
+
+
+def write_rows(folder: Path, first_row: int, images: torch.Tensor, labels: torch.Tensor, attrs: torch.Tensor, engine: Engine,
+               targets: list[str] | None = None, fit_loss: torch.Tensor | None = None, seeds: torch.Tensor | None = None,
+               width: int = 6, progress: bool = False) -> dict[str, list]:
+    """Write rows ``first_row ...`` (images (N, C, H, W), labels (N,) or (N, H, W), attrs (N, D)) as PNGs into
+    ``folder/train`` and return their metadata columns (the schema of :func:`metadata_features`)."""
+    n = images.shape[0]
+    if labels.shape[0] != n or attrs.shape[0] != n:
+        raise ValueError(f"export: {n} images but {labels.shape[0]} labels and {attrs.shape[0]} attribute rows")
     masks = labels.dim() == 3
-    feats = _features(engine, masks, targets is not None, fit_loss is not None, seeds is not None)
+    train = folder / "train"
+    (train / "masks").mkdir(parents=True, exist_ok=True) if masks else train.mkdir(parents=True, exist_ok=True)
+    cols: dict[str, list] = {"file_name": []}
+    cols["mask_file_name" if masks else "label"] = []
     pixels = to_uint8(images)
+    for i in tqdm(range(n), desc="writing dataset", disable=not progress, leave=False):
+        name = row_name(first_row + i, width)
+        save_png(pixels[i], train / name)
+        cols["file_name"].append(name)
+        if masks:
+            save_png(labels[i].to(torch.uint8).cpu().numpy(), train / "masks" / name)
+            cols["mask_file_name"].append(f"masks/{name}")
+        else:
+            cols["label"].append(int(labels[i]))
+    for j, a in enumerate(engine.space):
+        v = attrs[:, j].cpu()
+        cols[_column(a.name)] = v.round().long().tolist() if a.categorical else v.double().tolist()
+    if targets is not None:
+        cols["target"] = list(targets)
+    if fit_loss is not None:
+        cols["fit_loss"] = fit_loss.double().tolist()
+    if seeds is not None:
+        cols["seed"] = seeds.long().tolist()
+    return cols
+
+
+def finish_dataset(folder: Path, cols: dict[str, list], engine: Engine, manifest: dict) -> None:
+    """Write ``train/metadata.parquet`` (Hugging Face feature types in its schema), the card, ``classes.json``,
+    ``manifest.json`` and the ownership marker into ``folder`` (whose rows :func:`write_rows` wrote)."""
+    n = len(cols["file_name"])
+    masks = "mask_file_name" in cols
+    feats = _features(engine, masks, "target" in cols, "fit_loss" in cols, "seed" in cols)
+    table = pa.table({k: cols[k] for k in feats}).replace_schema_metadata({"huggingface": json.dumps({"info": {"features": feats}})})
+    pq.write_table(table, folder / "train" / "metadata.parquet")
+    (folder / "README.md").write_text(_card(engine, feats, n, masks, manifest))
+    lab = engine.labels
+    write_json(folder / "classes.json", {"label_kind": engine.label_kind, "ignore_index": lab.ignore_index,
+                                         "classes": [{"id": i, "name": c, "color": list(lab.colors[i]) if lab.colors else None}
+                                                     for i, c in enumerate(lab.names)]})
+    write_json(folder / "manifest.json", {**manifest, "count": n, "label_kind": engine.label_kind, "labels": lab.to_dict(),
+                                          "attributes": engine.space.to_dict(), "versions": package_versions(),
+                                          "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    write_json(folder / MARKER, {"kind": "dataset", "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+
+def _export(out: Path, images, labels, attrs, engine, manifest, targets, fit_loss, seeds, overwrite, progress, extra) -> Path:
+    check_replaceable(out, overwrite)
     with atomic_dir(out, overwrite=True) as tmp:
-        train = tmp / "train"
-        (train / "masks").mkdir(parents=True) if masks else train.mkdir(parents=True)
-        cols: dict[str, list] = {k: [] for k in feats}
-        for i in tqdm(range(n), desc="writing dataset", disable=not progress, leave=False):
-            name = f"{i:06d}.png"
-            save_png(pixels[i], train / name)
-            cols["file_name"].append(name)
-            if masks:
-                save_png(labels[i].to(torch.uint8).cpu().numpy(), train / "masks" / name)
-                cols["mask_file_name"].append(f"masks/{name}")
-            else:
-                cols["label"].append(int(labels[i]))
-        for j, a in enumerate(engine.space):
-            v = attrs[:, j].cpu()
-            cols[_column(a.name)] = v.round().long().tolist() if a.categorical else v.double().tolist()
-        if targets is not None:
-            cols["target"] = list(targets)
-        if fit_loss is not None:
-            cols["fit_loss"] = fit_loss.double().tolist()
-        if seeds is not None:
-            cols["seed"] = seeds.long().tolist()
-        table = pa.table(cols).replace_schema_metadata({"huggingface": json.dumps({"info": {"features": feats}})})
-        pq.write_table(table, train / "metadata.parquet")
-        (tmp / "README.md").write_text(_card(engine, feats, n, masks, manifest))
-        lab = engine.labels
-        write_json(tmp / "classes.json", {"label_kind": engine.label_kind, "ignore_index": lab.ignore_index,
-                                           "classes": [{"id": i, "name": c, "color": list(lab.colors[i]) if lab.colors else None}
-                                                       for i, c in enumerate(lab.names)]})
-        write_json(tmp / "manifest.json", {**manifest, "count": n, "label_kind": engine.label_kind, "labels": lab.to_dict(),
-                                           "attributes": engine.space.to_dict(), "versions": package_versions(),
-                                           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        cols = write_rows(tmp, 0, images, labels, attrs, engine, targets, fit_loss, seeds, len(str(max(images.shape[0] - 1, 0))),
+                          progress)
         for name, src in (extra or {}).items():
             shutil.copy2(src, tmp / name)
-        write_json(tmp / MARKER, {"kind": "dataset", "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        finish_dataset(tmp, cols, engine, manifest)
     return out
 
 

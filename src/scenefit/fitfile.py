@@ -13,7 +13,6 @@ Columns, one row per target:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,7 +21,7 @@ import torch
 
 from scenefit.attributes import AttributeSpace
 from scenefit.fitting import FitResult
-from scenefit.io import follow_umask
+from scenefit.io import write_parquet
 
 
 def save_fit(path: str | Path, space: AttributeSpace, result: FitResult, names: list[str]) -> None:
@@ -33,13 +32,7 @@ def save_fit(path: str | Path, space: AttributeSpace, result: FitResult, names: 
         cols[f"candidate_loss_{j}"] = result.losses[:, j].tolist()
     for i, name in enumerate(space.names):
         cols[name] = result.attrs[:, i].tolist()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(pa.table(cols), tmp)
-        follow_umask(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_parquet(path, cols)
 
 
 def load_fit(path: str | Path, space: AttributeSpace) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

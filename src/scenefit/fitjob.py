@@ -21,8 +21,10 @@ FIT_SEED = 3
 RENDER_SEED = 404
 
 
-def fit_images(res: Resolved, models: Models, images: torch.Tensor, progress: bool = False) -> tuple[FitResult, torch.Tensor]:
-    """Fit targets ``images`` (N, C, H, W) in [0, 1] at the engine's resolution with ``fit.method``.
+def fit_images(res: Resolved, models: Models, images: torch.Tensor, progress: bool = False,
+               first_target: int = 0) -> tuple[FitResult, torch.Tensor]:
+    """Fit targets ``images`` (N, C, H, W) in [0, 1] at the engine's resolution with ``fit.method``; ``first_target`` is
+    the global index of the first (a shard's offset).
 
     Returns the result (rows checked to be finite: a diverged fit raises :class:`scenefit.guards.Diverged`) and
     the targets' features (N, F) on the fit's device (the calibration compares them).
@@ -37,7 +39,7 @@ def fit_images(res: Resolved, models: Models, images: torch.Tensor, progress: bo
     small = images if tuple(images.shape[-2:]) == (fe.height, fe.width) else F.interpolate(images, size=(fe.height, fe.width), mode="area")
     f_t = feats.batched(images)
     inputs = FitInputs(res.engine.space, feats, f_t, res.initial_centre(), res.free, cfg.seed + FIT_SEED, torch.device(cfg.device),
-                       small, G, fe, enc, progress)
+                       small, G, fe, enc, progress, first_target)
     result = fit_targets(inputs, cfg.fit)
     check_values(result.attrs, f"fit ({cfg.fit.method})", "fit.lr", "fitted rows")
     check_values(result.loss, f"fit ({cfg.fit.method})", "fit.lr", "fit losses")

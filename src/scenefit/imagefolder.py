@@ -121,12 +121,9 @@ def fit_to(arr: np.ndarray, out_h: int, out_w: int) -> tuple[torch.Tensor, str]:
     return x.clamp(0, 1), ("cropped and resized" if (ch, cw) != (h, w) else "resized")
 
 
-def load_image_folder(folder: str | Path, channels: int, height: int, width: int, progress: bool = True) -> tuple[torch.Tensor, list[str]]:
-    """Every image of ``folder`` as (N, channels, height, width) float32 in [0, 1], and the file names.
-
-    Nothing is returned partially: any unreadable file raises :class:`TargetFolderError` naming it.
-    """
-    files = list_images(folder)
+def load_images(files: list[Path], channels: int, height: int, width: int, progress: bool = False) -> tuple[torch.Tensor, dict]:
+    """Images ``files`` as (N, channels, height, width) float32 in [0, 1], and what was done to their sizes:
+    ``{(what, width, height): count}`` for :func:`size_warning`."""
     out = torch.empty(len(files), channels, height, width)
     changed: dict[tuple[str, int, int], int] = {}
     for i, path in enumerate(tqdm(files, desc="loading targets", disable=not progress, leave=False)):
@@ -135,9 +132,27 @@ def load_image_folder(folder: str | Path, channels: int, height: int, width: int
         if did:
             key = (did, arr.shape[1], arr.shape[0])
             changed[key] = changed.get(key, 0) + 1
-    if changed:
-        sizes = ", ".join(f"{n} {did} at {w}x{h}" for (did, w, h), n in sorted(changed.items()))
-        cropped = sum(n for (did, _, _), n in changed.items() if did.startswith("cropped"))
-        what = "centre-cropped to the aspect ratio and resized" if cropped else "resized"
-        warnings.warn(f"{folder}: {what} {sum(changed.values())} of {len(files)} images to {width}x{height} ({sizes})", stacklevel=2)
+    return out, changed
+
+
+def size_warning(folder, changed: dict, total: int, height: int, width: int) -> str | None:
+    """The one warning that says how many images were cropped or resized (None when none were)."""
+    if not changed:
+        return None
+    sizes = ", ".join(f"{n} {did} at {w}x{h}" for (did, w, h), n in sorted(changed.items()))
+    cropped = sum(n for (did, _, _), n in changed.items() if did.startswith("cropped"))
+    what = "centre-cropped to the aspect ratio and resized" if cropped else "resized"
+    return f"{folder}: {what} {sum(changed.values())} of {total} images to {width}x{height} ({sizes})"
+
+
+def load_image_folder(folder: str | Path, channels: int, height: int, width: int, progress: bool = True) -> tuple[torch.Tensor, list[str]]:
+    """Every image of ``folder`` as (N, channels, height, width) float32 in [0, 1], and the file names.
+
+    Nothing is returned partially: any unreadable file raises :class:`TargetFolderError` naming it.
+    """
+    files = list_images(folder)
+    out, changed = load_images(files, channels, height, width, progress)
+    msg = size_warning(folder, changed, len(files), height, width)
+    if msg:
+        warnings.warn(msg, stacklevel=2)
     return out, [p.name for p in files]

@@ -107,14 +107,36 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
+    replace_dir(tmp, path)
+
+
+def replace_dir(src: str | Path, dst: str | Path) -> None:
+    """Move finished folder ``src`` to ``dst`` (same filesystem); an existing ``dst`` is swapped out first and removed,
+    so ``dst`` is never half-written. The caller checks that ``dst`` may be replaced."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old")
         shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-        os.replace(tmp, path)
+        os.replace(dst, old)
+        os.replace(src, dst)
         shutil.rmtree(old, ignore_errors=True)
     else:
+        os.replace(src, dst)
+
+
+def write_parquet(path: str | Path, cols: dict[str, list]) -> None:
+    """Write columns ``cols`` as a parquet table atomically (a unique temporary name, then a rename)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(pa.table(cols), tmp)
+        follow_umask(tmp)
         os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict) -> None:

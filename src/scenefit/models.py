@@ -71,6 +71,13 @@ class Models:
     def done(self, stage: str) -> bool:
         return self.store.has(stage, self.key(stage))
 
+    def retrain(self, stage: str) -> None:
+        """Remove ``stage``'s stored model (the next :meth:`get` trains it again); refused for a read-only store."""
+        if self.store.read_only:
+            raise FolderError(f"{self.store.root} is read as it is; --retrain trains into the user's model store")
+        self.store.remove(stage, self.key(stage))
+        self._cache.pop(stage, None)
+
     def report(self, stage: str) -> dict:
         """The training report stored with a model (trains it first if needed)."""
         self.get(stage)

@@ -218,6 +218,13 @@ class ModelStore:
         """The report written with the model."""
         return read_json(self.folder(stage, key) / "report.json")
 
+    def remove(self, stage: str, key: str) -> None:
+        """Delete the stored model ``stage``/``key`` (under its writers' lock), if any."""
+        folder = self.folder(stage, key)
+        if folder.exists():
+            with _flock(self.root / f".{stage}-{key}.lock", str(folder), remove=True):
+                shutil.rmtree(folder)
+
     def publish(self, stage: str, key: str, write: Callable[[Path], dict]) -> dict:
         """Make sure ``stage``/``key`` is stored: ``write(tmp_folder) -> report`` runs only if it is missing.
 

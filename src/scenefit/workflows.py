@@ -7,21 +7,22 @@ locks its output folder (:mod:`scenefit.runs`), and writes outputs atomically.
 from __future__ import annotations
 
 import os
-import tempfile
+import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
-from scenefit.config import RunConfig
-from scenefit.data import ImageSet, Problem
-from scenefit.datasets import export_dataset
+import torch
+
+from scenefit.config import ConfigError, RunConfig
 from scenefit.evaluate import sample_grid, summary_markdown
 from scenefit.imagefolder import load_image_folder
-from scenefit.io import atomic_write_text, write_json
+from scenefit.io import atomic_write_text, follow_umask, read_json, replace_dir, write_json, write_parquet
 from scenefit.models import Models
 from scenefit.pipeline import Pipeline
 from scenefit.resolve import resolve
-from scenefit.runs import ModelStore, check_disjoint, claim, clean_partials, locked
+from scenefit.runs import FolderError, ModelStore, check_disjoint, claim, clean_partials, locked, sibling_lock
 
 METHODS = ("initial", "ours", "oracle")
 
@@ -101,34 +102,85 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, log: Ca
 
 
 def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str | Path | None = None, overwrite: bool = False,
-               progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Fit every image of folder ``targets`` and write the labeled dataset to ``out``.
+               progress: bool = True, log: Callable[[str], None] = print, backend: str = "local", workers: int = 1,
+               ray_address: str | None = None, shard_size: int = 2048, threads: int | None = None, retrain: bool = False,
+               on_done: Callable[[dict, list], None] | None = None) -> dict:
+    """Fit every image of folder ``targets`` and write the labeled dataset to ``out``, shard by shard (:mod:`scenefit.shards`).
 
-    Networks come from ``models`` (read as they are) or the user's model store (trained there when missing).
-    ``out`` may not be, hold or lie inside ``targets`` or ``models``.
+    Networks come from ``models`` (read as they are) or the user's model store (trained there when missing, or again
+    with ``retrain``). ``out`` may not be, hold or lie inside ``targets`` or ``models``. The work goes to
+    ``.<out>.shards`` beside ``out``; an interrupted call resumes from its finished shards; the folder becomes ``out``
+    when every shard is done. ``backend``, ``workers``, ``ray_address``, ``threads``: see :func:`scenefit.backends.run_shards`.
     """
+    from scenefit.backends import run_shards
+    from scenefit.datasets import check_replaceable, clean_stale, finish_dataset
+    from scenefit.imagefolder import list_images, size_warning
+    from scenefit.shards import done, job_record, merge_shards, plan_shards
+
     check_disjoint(out, targets=targets, models=models)
+    if cfg.fit.calibrate.attributes:
+        raise ConfigError("fit.calibrate shifts every fitted row by one amount chosen on all targets at once; scenefit fit "
+                          "streams shards of targets: leave fit.calibrate.attributes empty (or use scenefit run)")
+    if retrain and models is not None:
+        raise ConfigError("--retrain trains into the user's model store; --models folders are read as they are: leave out one of them")
     res = resolve(cfg, labeled_targets=False)
+    out = Path(out)
     try:
-        e = res.engine
-        images, names = load_image_folder(targets, e.channels, e.height, e.width, progress)
+        files = list_images(targets)
         store = model_store(models)
-        problem = Problem(ImageSet(images, names=names), None, {"kind": "folder", "path": str(Path(targets).resolve())})
-        t0 = time.time()
-        with tempfile.TemporaryDirectory(prefix="scenefit-fit-") as work:
-            pipe = Pipeline(res, work, problem, store, progress, log)
-            for stage in pipe.models.needed():
-                pipe.models.get(stage)
-            _, loss = pipe.fit()
-            ours = pipe.ours()
-            fit = pipe.run.info("fit")
+        trained = Models(res, store, progress, log)
+        for stage in trained.needed():
+            if retrain:
+                trained.retrain(stage)
+            trained.get(stage)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with sibling_lock(out):
+            clean_stale(out)
+            check_replaceable(out, overwrite)
+            work = out.with_name(f".{out.name}.shards")
+            record = job_record(cfg.to_dict(), {s: trained.key(s) for s in trained.needed()}, files, shard_size)
+            if work.exists():
+                old = read_json(work / "job.json") if (work / "job.json").is_file() else None
+                if old is None:
+                    raise FolderError(f"{work} exists and is not scenefit's work folder; move it away")
+                if old["key"] != record["key"]:
+                    shutil.rmtree(work)  # ours, from another job
+            if not work.exists():
+                work.mkdir()
+                follow_umask(work, directory=True)
+                write_json(work / "job.json", record)
+            shards = plan_shards(files, shard_size)
+            todo = [s for s in shards if not done(work, s)]
+            if len(todo) < len(shards):
+                log(f"[scenefit] {out}: resuming, {len(shards) - len(todo)} of {len(shards)} shards are done")
+            t0 = time.time()
+            width = len(str(max(len(files) * cfg.export.per_target - 1, 0)))
+            args = {"config": cfg.to_dict(), "store": str(store.root), "folder": str(work), "rows_width": width}
+            records = run_shards(args, todo, backend, workers, ray_address, threads, cfg.device.startswith("cuda"), progress, on_done)
+            seconds = time.time() - t0
+            changed: dict = {}
+            for s in shards:
+                for did, w, h, n in read_json(work / "shards" / f"{s.index:06d}.done.json")["resized"]:
+                    changed[(did, w, h)] = changed.get((did, w, h), 0) + n
+            msg = size_warning(targets, changed, len(files), res.engine.height, res.engine.width)
+            if msg:
+                warnings.warn(msg, stacklevel=2)
+            meta, fit = merge_shards(work, shards)
+            write_parquet(work / "fitted.parquet", fit)
             manifest = {"config": cfg.to_dict(), "seed": cfg.seed, "setting": cfg.setting.name, "targets": str(targets),
-                        "engine": e.describe(), "models": str(store.root), "fit": {k: v for k, v in fit.items() if k != "key"}}
-            export_dataset(out, ours.image, ours.label, ours.attrs, e, manifest, targets=ours.names,
-                           fit_loss=loss.repeat_interleave(cfg.export.per_target), seeds=ours.seeds,
-                           overwrite=overwrite, progress=progress, extra={"fitted.parquet": pipe.run.path("fitted.parquet")})
-        return {"targets": len(names), "seconds": time.time() - t0, "mean_loss": float(loss.mean()), "fit": fit, "dataset": str(out),
-                "models": str(store.root)}
+                        "engine": res.engine.describe(), "models": str(store.root), "backend": backend, "workers": workers,
+                        "shard_size": shard_size, "shards": len(shards),
+                        "fit": {"method": cfg.fit.method, "layer": res.content_layer, "features": cfg.features.source,
+                                "mean_loss": float(torch.tensor(fit["fit_loss"]).mean())}}
+            finish_dataset(work, meta, res.engine, manifest)
+            shutil.rmtree(work / "shards")
+            (work / "job.json").unlink()
+            replace_dir(work, out)
+        loss = torch.tensor(fit["fit_loss"])
+        stages = {k: sum(r["seconds"][k] for r in records) for k in ("read", "fit", "render_write")}
+        return {"targets": len(files), "rows": len(meta["file_name"]), "seconds": seconds, "mean_loss": float(loss.mean()),
+                "shards": len(shards), "ran": len(records), "dataset": str(out), "models": str(store.root),
+                "worker_seconds": stages, "worker_max_rss_kb": max((r["max_rss_kb"] for r in records), default=0)}
     finally:
         res.close()
 

@@ -38,7 +38,7 @@ def fit_amortized(inputs: FitInputs, cfg: FitConfig, batch: int = 1024) -> FitRe
         res.seconds = time.time() - t0
         return res
     engine = inputs.need("engine", "amortized")
-    losses = verify_with_engine(engine, inputs.features, inputs.target_features, starts, 1, torch.Generator().manual_seed(inputs.seed))
+    losses = verify_with_engine(engine, inputs.features, inputs.target_features, starts, 1, inputs.seed, inputs.target_index())
     n = starts.shape[0]
     best = losses.argmin(1)
     return FitResult(starts[torch.arange(n), best], losses[torch.arange(n), best], best, losses, starts, time.time() - t0,

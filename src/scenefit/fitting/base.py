@@ -182,7 +182,8 @@ class FitInputs:
     target_features: (N, F) ``features`` of the targets. target_images: (N, C, h, w) at the fitting resolution
     (the encoder reads them). centre: (D,) natural units, the initial distribution's centre (the plain start, and
     the value of every attribute that is not fitted). free: continuous columns to fit. surrogate: G. engine: R at
-    the fitting resolution. encoder: E. seed: all randomness of the strategy.
+    the fitting resolution. encoder: E. seed: all randomness of the strategy. first_target: the global index of
+    the first target (a shard's offset), so that a target's own draws depend on its index, not on its batch.
     """
 
     space: AttributeSpace
@@ -197,11 +198,16 @@ class FitInputs:
     engine: object | None = None
     encoder: object | None = None
     progress: bool = True
+    first_target: int = 0
 
     @property
     def n(self) -> int:
         """Number of targets N."""
         return int(self.target_features.shape[0])
+
+    def target_index(self) -> torch.Tensor:
+        """(N,) global indices of the targets."""
+        return torch.arange(self.first_target, self.first_target + self.n)
 
     def base(self) -> torch.Tensor:
         """(N, D) every target at the centre."""

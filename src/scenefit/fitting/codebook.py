@@ -21,7 +21,7 @@ from scenefit.attributes import AttributeSpace
 from scenefit.engines.base import EngineRenderer
 from scenefit.fitting.base import FeatureFn, FitInputs, FitResult, Renderer, fit_candidates
 from scenefit.fitting.config import FitConfig
-from scenefit.seeding import draw_seeds
+from scenefit.seeding import index_seeds
 from scenefit.tasks.base import content_loss
 
 
@@ -126,14 +126,15 @@ def fit_codebook(inputs: FitInputs, cfg: FitConfig) -> FitResult:
 
 @torch.no_grad()
 def verify_with_engine(engine, features: FeatureFn, target_features: torch.Tensor, candidates: torch.Tensor, seeds: int,
-                       generator: torch.Generator, batch: int = 256) -> torch.Tensor:
-    """Mean content loss (N, M) of R's renders of ``candidates`` (N, M, D) over ``seeds`` renders each; one target's
-    candidates share their seeds."""
+                       seed: int, target_index: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Mean content loss (N, M) of R's renders of ``candidates`` (N, M, D) over ``seeds`` renders each. Target ``i``'s
+    candidates share their seeds, derived from ``seed`` and its global ``target_index[i]`` alone (so any split of the
+    targets into shards verifies the same)."""
     n, m, d = candidates.shape
     loss = torch.zeros(n, m)
     flat = candidates.reshape(-1, d)
-    for _ in range(seeds):
-        row_seeds = draw_seeds(n, generator)[:, None].expand(n, m).reshape(-1)  # shared per target
+    for k in range(seeds):
+        row_seeds = index_seeds(seed + 7919 * k, target_index)[:, None].expand(n, m).reshape(-1)  # shared per target
         for lo in range(0, n * m, batch):
             img = engine.render_seeded(flat[lo : lo + batch], row_seeds[lo : lo + batch])["image"]
             owner = torch.arange(lo, min(lo + batch, n * m)) // m
@@ -156,8 +157,8 @@ def fit_codebook_verify(inputs: FitInputs, cfg: FitConfig) -> FitResult:
     res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
                          cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (codebook-verify)")
     cand = torch.cat([starts, res.attrs[:, None]], 1)  # (N, keep + 1, D)
-    loss_r = verify_with_engine(engine, inputs.features, inputs.target_features, cand, cfg.verify.seeds,
-                                torch.Generator().manual_seed(inputs.seed + 2))
+    loss_r = verify_with_engine(engine, inputs.features, inputs.target_features, cand, cfg.verify.seeds, inputs.seed + 2,
+                                inputs.target_index())
     n = cand.shape[0]
     chosen = loss_r.argmin(1)
     keep = starts.shape[1]
