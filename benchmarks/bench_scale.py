@@ -36,10 +36,16 @@ from scenefit.configio import load_config, overrides_from_strings
 from scenefit.workflows import fit_folder
 a = json.loads(sys.argv[1])
 cfg = load_config(a["config"], overrides_from_strings(a["set"]))
+if a["timeline"]:
+    import ray
+    ray.init(num_cpus=a["workers"], include_dashboard=False, log_to_driver=False)
 t0 = time.time()
 res = fit_folder(cfg, a["targets"], a["out"], a["models"], progress=False, log=lambda m: None, backend=a["backend"],
                  workers=a["workers"], shard_size=a["shard_size"], threads=a["threads"])
 res["wall"] = time.time() - t0
+if a["timeline"]:
+    ray.timeline(filename=a["timeline"])
+    ray.shutdown()
 res["driver_max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print("RESULT " + json.dumps(res))
 """
@@ -79,6 +85,8 @@ def main() -> None:
     p.add_argument("--shard-size", type=int, default=2048)
     p.add_argument("--local-threads", type=int, default=1, help="torch threads of the local backend (default 1)")
     p.add_argument("--work", type=Path, default=Path("/tmp/scenefit-scale"), help="folder for the targets and datasets")
+    p.add_argument("--timeline", type=Path, default=None,
+                   help="folder for Ray's chrome-trace timeline of every Ray run (ray.timeline), summarised per worker")
     args = p.parse_args()
     print("| N | backend | wall s | targets/s | images/s | read s | fit s | render+write s | driver RSS MiB | worker RSS MiB |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -93,7 +101,8 @@ def main() -> None:
             subprocess.run(["rm", "-rf", str(out)], check=True)
             spec = {"config": args.config, "set": args.set, "targets": str(tg), "out": str(out), "models": str(args.models),
                     "backend": "ray" if b.startswith("ray") else "local", "workers": workers, "shard_size": args.shard_size,
-                    "threads": 1 if b.startswith("ray") else args.local_threads}
+                    "threads": 1 if b.startswith("ray") else args.local_threads,
+                    "timeline": str(args.timeline / f"timeline-{n}-{b}.json") if args.timeline and b.startswith("ray") else None}
             proc = subprocess.run([sys.executable, "-c", RUN, json.dumps(spec)], capture_output=True, text=True)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
             if line is None:
@@ -104,6 +113,26 @@ def main() -> None:
             print(f"| {n} | {b} | {r['wall']:.1f} | {n / r['wall']:.0f} | {r['rows'] / r['wall']:.0f} | {w['read']:.1f} | {w['fit']:.1f} | "
                   f"{w['render_write']:.1f} | {r['driver_max_rss_kb'] / 1024:.0f} | {r['worker_max_rss_kb'] / 1024:.0f} |", flush=True)
             subprocess.run(["rm", "-rf", str(out)], check=True)
+            if spec["timeline"]:
+                print(f"  timeline {spec['timeline']}: {summarise_timeline(Path(spec['timeline']), r['wall'])}", flush=True)
+
+
+def summarise_timeline(path: Path, wall: float) -> str:
+    """Busy seconds of every worker's ``ShardWorker.run`` tasks, and the time two ran at once (chrome trace of Ray)."""
+    events = [e for e in json.loads(path.read_text()) if e.get("ph") == "X" and "ShardWorker.run" in e.get("name", "")
+              and "::" not in e.get("cat", "::")]
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for e in events:
+        spans.setdefault(str(e.get("pid")), []).append((e["ts"] / 1e6, (e["ts"] + e["dur"]) / 1e6))
+    busy = {w: sum(b - a for a, b in v) for w, v in spans.items()}
+    marks = sorted([(a, 1) for v in spans.values() for a, _ in v] + [(b, -1) for v in spans.values() for _, b in v])
+    both, level, last = 0.0, 0, None
+    for t, d in marks:
+        if level >= 2 and last is not None:
+            both += t - last
+        level, last = level + d, t
+    return (f"{len(spans)} workers busy {', '.join(f'{v:.1f}' for v in busy.values())} s of {wall:.1f} s wall; "
+            f"two or more running at once for {both:.1f} s")
 
 
 if __name__ == "__main__":

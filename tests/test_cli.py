@@ -109,6 +109,13 @@ def test_fit_without_models_trains_into_the_store_then_reuses_it(tmp_path, monke
     with pytest.warns(UserWarning):
         assert main([*args, "--out", str(tmp_path / "b")]) == 0
     assert capsys.readouterr().out.count("reusing the trained model") == 3
+    before = stamps(store)
+    with pytest.warns(UserWarning):
+        assert main([*args, "--out", str(tmp_path / "c"), "--retrain"]) == 0
+    out = capsys.readouterr().out
+    assert "reusing" not in out and set(stamps(store)) == set(before) and stamps(store) != before  # trained again, same keys
+    assert main([*args, "--out", str(tmp_path / "d"), "--retrain", "--models", str(store)]) == 2
+    assert "--retrain trains into the user's model store; --models folders are read as they are" in capsys.readouterr().err
 
 
 def test_check_validates_without_training(tiny_run, tmp_path, capsys):
