@@ -88,6 +88,8 @@ def main() -> None:
     p.add_argument("--timeline", type=Path, default=None,
                    help="folder for Ray's chrome-trace timeline of every Ray run (ray.timeline), summarised per worker")
     args = p.parse_args()
+    if args.timeline:
+        args.timeline.mkdir(parents=True, exist_ok=True)
     print("| N | backend | wall s | targets/s | images/s | read s | fit s | render+write s | driver RSS MiB | worker RSS MiB |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n in args.n:
@@ -119,11 +121,10 @@ def main() -> None:
 
 def summarise_timeline(path: Path, wall: float) -> str:
     """Busy seconds of every worker's ``ShardWorker.run`` tasks, and the time two ran at once (chrome trace of Ray)."""
-    events = [e for e in json.loads(path.read_text()) if e.get("ph") == "X" and "ShardWorker.run" in e.get("name", "")
-              and "::" not in e.get("cat", "::")]
+    events = [e for e in json.loads(path.read_text()) if e.get("ph") == "X" and e.get("cat") == "task::ShardWorker.run"]
     spans: dict[str, list[tuple[float, float]]] = {}
-    for e in events:
-        spans.setdefault(str(e.get("pid")), []).append((e["ts"] / 1e6, (e["ts"] + e["dur"]) / 1e6))
+    for e in events:  # Ray's chrome trace: "pid" is the node, "tid" the worker process
+        spans.setdefault(str(e.get("tid")), []).append((e["ts"] / 1e6, (e["ts"] + e["dur"]) / 1e6))
     busy = {w: sum(b - a for a, b in v) for w, v in spans.items()}
     marks = sorted([(a, 1) for v in spans.values() for a, _ in v] + [(b, -1) for v in spans.values() for _, b in v])
     both, level, last = 0.0, 0, None
