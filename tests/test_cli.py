@@ -95,6 +95,12 @@ def test_fit_on_an_image_folder_reads_models_and_never_changes_them(tiny_run, tm
     meta = read_metadata(out)
     assert list(meta)[:4] == ["file_name", "label", "rotation", "digit"] and meta["target"] == ["scan0.png", "scan1.png", "scan2.png"]
     assert (out / "fitted.parquet").is_file() and json.loads((out / "manifest.json").read_text())["fit"]["method"] == "amortized"
+    md = (out / "fit_report.md").read_text()  # the report lies beside the dataset and is not a row of it
+    assert md.startswith("# Fit report\n\n3 targets fitted.") and (out / "fit_report_worst.png").is_file()
+    assert "| rotation | " in md and "| digit | " in md
+    import datasets
+
+    assert len(datasets.load_dataset("imagefolder", data_dir=str(out), split="train", cache_dir=str(tmp_path / "hf"))) == 3
 
 
 def test_fit_without_models_trains_into_the_store_then_reuses_it(tmp_path, monkeypatch, capsys):

@@ -114,6 +114,7 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
     """
     from scenefit.backends import run_shards
     from scenefit.datasets import check_replaceable, clean_stale, finish_dataset
+    from scenefit.fitreport import write_fit_report
     from scenefit.imagefolder import list_images, size_warning
     from scenefit.shards import done, job_record, merge_shards, plan_shards
 
@@ -167,19 +168,26 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
                 warnings.warn(msg, stacklevel=2)
             meta, fit = merge_shards(work, shards)
             write_parquet(work / "fitted.parquet", fit)
+            e = res.engine
+            report = write_fit_report(work, fit, meta, targets, e.space, res.sample_initial(5000, torch.Generator().manual_seed(cfg.seed + 11)),
+                                      e.channels, e.height, e.width)
             manifest = {"config": cfg.to_dict(), "seed": cfg.seed, "setting": cfg.setting.name, "targets": str(targets),
                         "engine": res.engine.describe(), "models": str(store.root), "backend": backend, "workers": workers,
                         "shard_size": shard_size, "shards": len(shards),
                         "fit": {"method": cfg.fit.method, "layer": res.content_layer, "features": cfg.features.source,
-                                "mean_loss": float(torch.tensor(fit["fit_loss"]).mean())}}
+                                "mean_loss": float(torch.tensor(fit["fit_loss"]).mean()), "report": "fit_report.md",
+                                "loss_quantiles": report["loss"]}}
             finish_dataset(work, meta, res.engine, manifest)
             shutil.rmtree(work / "shards")
             (work / "job.json").unlink()
             replace_dir(work, out)
+        log(f"[scenefit] fit report: {out / 'fit_report.md'} (content loss median {report['loss']['q50']:.4f}, "
+            f"q90 {report['loss']['q90']:.4f}; worst {report['worst'][0][0] if report['worst'] else '-'})")
         loss = torch.tensor(fit["fit_loss"])
         stages = {k: sum(r["seconds"][k] for r in records) for k in ("read", "fit", "render_write")}
         return {"targets": len(files), "rows": len(meta["file_name"]), "seconds": seconds, "mean_loss": float(loss.mean()),
                 "shards": len(shards), "ran": len(records), "dataset": str(out), "models": str(store.root),
+                "report": str(out / "fit_report.md"),
                 "worker_seconds": stages, "worker_max_rss_kb": max((r["max_rss_kb"] for r in records), default=0)}
     finally:
         res.close()
