@@ -6,7 +6,7 @@
     scenefit train-surrogate PRESET_OR_CONFIG --out DIR
     scenefit evaluate RUN_DIR
     scenefit presets
-    scenefit experiment mnist|driving --scale tiny|quick|paper --out DIR
+    scenefit experiment mnist|driving|shift --scale tiny|quick|paper --out DIR
 
 Exit codes: 0 done, 2 bad input or a refused folder (one line on stderr), 130 interrupted, 143 terminated.
 """

@@ -5,7 +5,7 @@ outputs. Sections and who reads them:
 
 =============  ==================================================================================
 ``engine``     the renderer R: ``name`` (built-in, plug-in or ``module:Class``) and its ``args``
-``setting``    the problem: initial and target distributions, target/test engine variants, look, sizes
+``setting``    the problem: initial and target distributions, target/test engine variants, look, shift, sizes
 ``task``       the task network F and the fixed training recipe every compared set is trained with
 ``surrogate``  G;  ``encoder``: E (``fit.method: amortized``);  ``features``: the fit's feature network
 ``fit``        the fitting strategy (:mod:`scenefit.fitting.config`)
@@ -27,6 +27,7 @@ from scenefit.baselines.sdr import SDRConfig
 from scenefit.encoder import EncoderConfig
 from scenefit.fitting.config import FitConfig
 from scenefit.scenarios import Mixture
+from scenefit.shifts import parse_shift
 from scenefit.surrogate import SurrogateConfig
 from scenefit.tasks.base import TaskConfig
 
@@ -73,10 +74,16 @@ class SettingConfig:
     target_engine: dict = field(default_factory=dict)
     test_engine: dict = field(default_factory=dict)
     look: LookConfig = field(default_factory=LookConfig)
+    shift: str = ""
     n_targets: int = 4000
     n_test: int = 2000
 
     def __post_init__(self) -> None:
+        if self.shift:
+            try:
+                parse_shift(self.shift)
+            except ValueError as e:
+                raise ValueError(f"setting.shift: {e}") from None
         if self.n_targets < 2 or self.n_test < 1:
             raise ValueError(f"setting.n_targets must be >= 2 and setting.n_test >= 1, got {self.n_targets}, {self.n_test}")
 

@@ -1,7 +1,7 @@
 """The sets a run works on: targets X_t, test images T, and the initial scenes, from a config or a folder.
 
 ``scenefit run`` synthesises X_t and T from the config's target distribution (rendered by
-the target and test engine variants, then given the configured look) and the initial
+the target and test engine variants, then given the configured look and shift) and the initial
 scenes from the initial distribution; every set is a pure function of the config and the
 seed, so it is regenerated rather than stored. ``scenefit fit`` takes X_t from a folder
 (no labels, no T). Only labels and true attributes of synthesised sets are known; they
@@ -19,8 +19,10 @@ from scenefit.engines.base import Engine
 from scenefit.looks import apply_look
 from scenefit.scenarios import Mixture
 from scenefit.seeding import derive_seeds, draw_seeds
+from scenefit.shifts import apply_shift
 
 LOOK_STREAM = 7  # derive_seeds stream of a look applied after a render
+SHIFT_STREAM = 8  # ... and of a look shift applied after the look
 
 
 @dataclass
@@ -68,8 +70,9 @@ class Problem:
 
 
 def render_rows(engine: Engine, attrs: torch.Tensor, seeds: torch.Tensor, look: tuple[str, dict] | None = None,
-                chunk: int = 512) -> dict[str, torch.Tensor]:
-    """Render rows ``attrs`` (N, D) with per-row ``seeds`` (N,) in chunks, then apply ``look`` = (name, args).
+                chunk: int = 512, shift: tuple[str, str] | None = None) -> dict[str, torch.Tensor]:
+    """Render rows ``attrs`` (N, D) with per-row ``seeds`` (N,) in chunks, then apply ``look`` = (name, args), then
+    ``shift`` = (name, level) (:mod:`scenefit.shifts`).
 
     Returns ``image`` (N, C, H, W) and ``label``; every row depends only on its own attributes and seed.
     """
@@ -81,6 +84,8 @@ def render_rows(engine: Engine, attrs: torch.Tensor, seeds: torch.Tensor, look: 
             img = out["image"]
             if look is not None:
                 img = apply_look(look[0], img, derive_seeds(s, LOOK_STREAM), look[1])
+            if shift is not None:
+                img = apply_shift(img, shift[0], shift[1], derive_seeds(s, SHIFT_STREAM))
             images.append(img)
             labels.append(out["label"])
     return {"image": torch.cat(images), "label": torch.cat(labels)}
@@ -93,10 +98,12 @@ def sample_rows(space, dist: Mixture | None, engine: Engine, n: int, generator: 
     return dist.sample(space, n, generator)[0]
 
 
-def synthesize(engine: Engine, dist: Mixture | None, n: int, seed: int, look: tuple[str, dict] | None = None) -> ImageSet:
-    """``n`` scenes drawn from ``dist`` (seeded) and rendered by ``engine`` (one seed per row), with ``look``."""
+def synthesize(engine: Engine, dist: Mixture | None, n: int, seed: int, look: tuple[str, dict] | None = None,
+               shift: tuple[str, str] | None = None) -> ImageSet:
+    """``n`` scenes drawn from ``dist`` (seeded) and rendered by ``engine`` (one seed per row), with ``look`` then
+    ``shift``; the attributes and seeds do not depend on either."""
     g = torch.Generator().manual_seed(seed)
     attrs = sample_rows(engine.space, dist, engine, n, g)
     seeds = draw_seeds(n, g)
-    out = render_rows(engine, attrs, seeds, look)
+    out = render_rows(engine, attrs, seeds, look, shift=shift)
     return ImageSet(out["image"], out["label"], attrs, seeds=seeds)

@@ -104,7 +104,7 @@ def register_baseline(pipe: Pipeline, method: str) -> None:
 
 
 def score_method(pipe: Pipeline, method: str) -> dict:
-    """Train and score the task network on ``method``'s set (any of :data:`ALL_METHODS`)."""
+    """Train and score the task network on ``method``'s set (any of :data:`ALL_METHODS`, or ``ceiling``)."""
     if method not in BASELINE_METHODS:
         return pipe.score(method)
     _, info = baseline_rows(pipe, method)

@@ -4,7 +4,7 @@
 
     fit        per-target attributes with the configured strategy (fitted.parquet)
     export     R(ξ*) rendered into a labeled dataset (dataset/)
-    score-<m>  the task network trained on method m's set and scored on T (initial, ours, oracle, baselines)
+    score-<m>  the task network trained on method m's set and scored on T (initial, ours, ceiling, oracle, baselines)
 
 The networks live in a model store (:mod:`scenefit.models`). Every stage records a key of
 what it depends on, so a rerun skips what is done, resumes after an interruption, and
@@ -39,14 +39,17 @@ SET_SEED = {"targets": 101, "test": 202, "calibrate": 8}
 
 
 def synthesize_problem(res: Resolved) -> Problem:
-    """X_t and T drawn from ``setting.target``, rendered by the target/test engines with ``setting.look`` (seeded)."""
+    """X_t and T drawn from ``setting.target``, rendered by the target/test engines with ``setting.look`` and then
+    ``setting.shift`` (seeded; the shift changes the images, not the attributes or labels)."""
     cfg, s = res.cfg, res.cfg.setting
     dist = s.target if s.target is not None else s.initial
-    targets = synthesize(res.target_engine, dist, s.n_targets, cfg.seed + SET_SEED["targets"], res.look)
-    test = synthesize(res.test_engine, dist, s.n_test, cfg.seed + SET_SEED["test"], res.look)
+    targets = synthesize(res.target_engine, dist, s.n_targets, cfg.seed + SET_SEED["targets"], res.look, res.shift)
+    test = synthesize(res.test_engine, dist, s.n_test, cfg.seed + SET_SEED["test"], res.look, res.shift)
     source = {"kind": "synthesized", "target_engine": res.target_engine.describe(), "test_engine": res.test_engine.describe(),
               "target": dist.to_dict() if dist is not None else "engine prior", "look": asdict(s.look),
               "n_targets": s.n_targets, "n_test": s.n_test, "seed": cfg.seed}
+    if s.shift:  # only when set: unshifted problems keep the keys of run folders made before shifts existed
+        source["shift"] = s.shift
     return Problem(targets, test, source)
 
 
@@ -204,6 +207,18 @@ class Pipeline:
         reps = self.cfg.export.per_target
         return ImageSet(t.image.repeat(reps, *[1] * (t.image.dim() - 1)), t.label.repeat(reps, *[1] * (t.label.dim() - 1)))
 
+    def ceiling(self) -> ImageSet:
+        """The engine-true ceiling: R (the engine's own textures and look) at the targets' *true* attributes, rendered as
+        ours is (same rows' seeds, ``export.per_target`` each) — what ours gives after a perfect fit."""
+        t = self.problem.targets
+        if t.attrs is None:
+            raise ValueError("the ceiling needs the targets' true attributes (synthesised targets)")
+        if "ceiling" not in self._cache:
+            rows, seeds = rendered_rows(t.attrs, self.cfg.export.per_target, self.cfg.seed)
+            out = render_rows(self.res.engine, rows, seeds)
+            self._cache["ceiling"] = ImageSet(out["image"], out["label"], rows, seeds=seeds)
+        return self._cache["ceiling"]
+
     def feature_score(self) -> dict | None:
         """How well the fit's feature network reads T at the fitting resolution (stage ``score-features``; FN only,
         labeled T only): its task score (accuracy or mIoU), a diagnostic of the look gap; None otherwise."""
@@ -230,13 +245,15 @@ class Pipeline:
 
     def _set(self, method: str) -> tuple[Callable[[], str], Callable[[], ImageSet]]:
         sets = {"initial": (self.models.initial_key, self.models.initial_set), "ours": (self.ours_key, self.ours),
-                "oracle": (lambda: key_of("oracle", self.problem_key(), self.cfg.export.per_target), self.oracle), **self._sets}
+                "oracle": (lambda: key_of("oracle", self.problem_key(), self.cfg.export.per_target), self.oracle),
+                "ceiling": (lambda: key_of("ceiling", self.problem_key(), self.cfg.export.per_target, self.res.engine.describe(),
+                                           self.cfg.seed), self.ceiling), **self._sets}
         if method not in sets:
             raise ValueError(f"unknown method '{method}'; known here: {', '.join(sets)}")
         return sets[method]
 
     def training_set(self, method: str) -> ImageSet:
-        """The labeled training set of ``method``: ``initial``, ``ours``, ``oracle`` or a registered one."""
+        """The labeled training set of ``method``: ``initial``, ``ours``, ``ceiling``, ``oracle`` or a registered one."""
         return self._set(method)[1]()
 
     def set_key(self, method: str) -> str:

@@ -2,7 +2,7 @@
 
 :func:`resolve` builds the engine (and its target/test variants), resolves the task network,
 and checks every name and shape a run will use: mixture components and ``fit.attributes``
-against the engine's attribute space, layers against the task network, the look, the
+against the engine's attribute space, layers against the task network, the look and shift, the
 fitting strategy's needs, and the networks' shapes (built, not trained). Every error is a
 :class:`~scenefit.config.ConfigError` naming the field.
 """
@@ -20,6 +20,7 @@ from scenefit.encoder import AttributeEncoder
 from scenefit.engines.base import Engine
 from scenefit.engines.registry import EngineSpecError, make_engine
 from scenefit.looks import LOOKS, apply_look
+from scenefit.shifts import apply_shift, parse_shift
 from scenefit.surrogate import Surrogate
 from scenefit.tasks import TaskNet, task_class, task_name
 
@@ -86,6 +87,11 @@ class Resolved:
         lk = self.cfg.setting.look
         return (lk.name, dict(lk.args)) if lk.name else None
 
+    @property
+    def shift(self) -> tuple[str, str] | None:
+        """``setting.shift`` as (name, level), or None."""
+        return parse_shift(self.cfg.setting.shift) if self.cfg.setting.shift else None
+
     def close(self) -> None:
         """Release the engines' resources (GL contexts)."""
         for e in {id(x): x for x in (self.engine, self.fit_engine, self.__dict__.get("target_engine"), self.__dict__.get("test_engine")) if x}.values():
@@ -146,6 +152,12 @@ def resolve(cfg: RunConfig, labeled_targets: bool = True) -> Resolved:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"setting.look: '{s.look.name}' cannot be applied to the engine's {engine.channels}-channel images "
                               f"(checked on a 16x16 probe): {e}") from None
+    if s.shift:
+        try:
+            apply_shift(torch.zeros(1, engine.channels, 16, 16), *parse_shift(s.shift), torch.zeros(1, dtype=torch.int64))
+        except ValueError as e:
+            raise ConfigError(f"setting.shift: '{s.shift}' cannot be applied to the engine's {engine.channels}-channel images: "
+                              f"{e}") from None
     try:
         cls = task_class(cfg.task, engine.label_kind, cfg.plugin_path)
     except ValueError as e:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from scenefit.configio import overrides_from_strings
 from scenefit.experiments import DRIVING_STAGES, MNIST_METHODS, SCALE_NAMES
+from scenefit.shifts import LEVELS, SHIFTS
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -45,6 +46,19 @@ def cmd_experiment_driving(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment_shift(args: argparse.Namespace) -> int:
+    """``scenefit experiment shift``: run (or resume) clean + the chosen look shifts, then print the table."""
+    from scenefit.experiments.shift import run_shift_experiment
+
+    t0 = time.time()
+    out = Path(args.out)
+    run_shift_experiment(out, args.setting, _split(args.shifts), _split(args.levels), args.scale, args.seed, args.device,
+                         not args.no_progress, overrides=overrides_from_strings(args.set))
+    print((out / "shift.md").read_text())
+    print(f"done in {time.time() - t0:.0f}s; table: {out / 'shift.md'}; results: {out / 'results.json'}; figures: {out / 'figures'}")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser, scales_help: str) -> None:
     p.add_argument("--scale", choices=list(SCALE_NAMES), default="quick", help=scales_help)
     p.add_argument("--out", required=True, help="experiment folder (resumed if it exists with the same scale, seed and --set)")
@@ -56,7 +70,7 @@ def _common(p: argparse.ArgumentParser, scales_help: str) -> None:
 
 
 def add_experiment_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``experiment mnist`` and ``experiment driving`` to the ``scenefit`` command's subparsers."""
+    """Add ``experiment mnist``, ``driving`` and ``shift`` to the ``scenefit`` command's subparsers."""
     exp = subparsers.add_parser("experiment", help="reproduce the paper's experiments (tables and figures)")
     sub = exp.add_subparsers(dest="experiment", required=True)
     p = sub.add_parser("mnist", help="§4.1: Table 2, Table 3, Figures 3-9 (ten settings x all methods)")
@@ -77,4 +91,11 @@ def add_experiment_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--merge-from", type=Path, action="append", default=[], metavar="DIR",
                    help="first copy the finished stages and models of DIR, a run folder of the same targets (repeatable)")
     d.set_defaults(func=cmd_experiment_driving)
+    sh = sub.add_parser("shift", help="look shifts: initial / ours / ceiling / oracle on targets and test images whose look "
+                                      "is shifted (blur, JPEG, thick strokes, ...)")
+    _common(sh, "the MNIST scales: tiny (seconds, for tests), quick, paper (presets/scales/mnist-<scale>.yaml)")
+    sh.add_argument("--setting", default="rot-g2", help="one of the ten digit settings (default rot-g2)")
+    sh.add_argument("--shifts", default=None, help=f"comma-separated subset of: {','.join(SHIFTS)} (default: all)")
+    sh.add_argument("--levels", default=None, help=f"comma-separated subset of: {','.join(LEVELS)} (default: both)")
+    sh.set_defaults(func=cmd_experiment_shift)
     return sub
