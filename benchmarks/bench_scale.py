@@ -26,9 +26,8 @@ import torch
 from scenefit.configio import load_config, overrides_from_strings
 from scenefit.data import render_rows, sample_rows
 from scenefit.datasets import save_png, to_uint8
-from scenefit.looks import apply_look
 from scenefit.resolve import resolve
-from scenefit.seeding import derive_seeds, index_seeds
+from scenefit.seeding import index_seeds
 
 RUN = """
 import json, resource, sys, time
@@ -52,7 +51,8 @@ print("RESULT " + json.dumps(res))
 
 
 def write_targets(config: str, sets: list[str], n: int, folder: Path, chunk: int = 2000) -> float:
-    """Render ``n`` targets of the config's target distribution to ``folder`` as PNGs (skipped if complete); seconds."""
+    """Render ``n`` targets of the config's target distribution, with its look and ``setting.shift``, to ``folder`` as
+    PNGs (skipped if complete); seconds."""
     if folder.is_dir() and len(list(folder.glob("*.png"))) == n:
         return 0.0
     folder.mkdir(parents=True, exist_ok=True)
@@ -65,10 +65,7 @@ def write_targets(config: str, sets: list[str], n: int, folder: Path, chunk: int
         k = min(chunk, n - lo)
         attrs = sample_rows(engine.space, s.target, engine, k, g)
         seeds = index_seeds(res.cfg.seed + 101, torch.arange(lo, lo + k))
-        out = render_rows(engine, attrs, seeds)
-        img = out["image"]
-        if res.look is not None:
-            img = apply_look(res.look[0], img, derive_seeds(seeds, 7), res.look[1])
+        img = render_rows(engine, attrs, seeds, res.look, shift=res.shift)["image"]
         for i, arr in enumerate(to_uint8(img)):
             save_png(arr, folder / f"t{lo + i:07d}.png")
     res.close()
