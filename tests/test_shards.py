@@ -161,3 +161,16 @@ def test_another_job_in_the_work_folder_is_started_afresh(setup):
     logs: list[str] = []
     fit_folder(cfg(), setup / "tg", out, setup / "base", progress=False, log=logs.append, shard_size=16)  # another job: afresh
     assert not any("resuming" in m for m in logs) and len(read_metadata(out)["file_name"]) == N and not work.exists()
+
+
+def test_peak_rss_is_the_processs_own_not_its_parents():
+    """ru_maxrss survives exec on Linux; the workers' and the benchmark's memory figures must not carry a parent's."""
+    from scenefit.shards import peak_rss_kb
+
+    big = bytearray(400 * 1024 * 1024)  # this process's peak grows by about 400 MiB
+    big[:: 4096] = b"x" * len(big[:: 4096])
+    assert peak_rss_kb() > 400 * 1024
+    code = "from scenefit.shards import peak_rss_kb; print(peak_rss_kb())"
+    child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 0 < child < 350 * 1024  # the child imports scenefit (and torch) only
+    del big

@@ -59,6 +59,18 @@ def done(folder: str | Path, shard: Shard) -> bool:
     return marker_path(folder, shard.index).is_file()
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident memory in KiB since it started (Linux ``VmHWM``). ``ru_maxrss`` is not used where
+    ``VmHWM`` exists: Linux keeps it across ``exec``, so a process started by a large parent reports the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 class ShardWorker:
     """Fits and renders shards into one work folder; holds the engines and the trained networks (read from ``store``,
     never trained here). One per process: a Ray actor keeps its networks and GL context between shards.
@@ -96,6 +108,7 @@ class ShardWorker:
         t_fit = time.time()
         rows, seeds = rendered_rows(result.attrs, reps, self.cfg.seed, shard.first)
         out = render_rows(e, rows, seeds)
+        t_render = time.time()
         names = [Path(f).name for f in shard.files]
         cols = write_rows(self.folder, shard.first * reps, out["image"], out["label"], rows, e, [n for n in names for _ in range(reps)],
                           result.loss.repeat_interleave(reps), seeds, self.width)
@@ -105,9 +118,9 @@ class ShardWorker:
                     **{name: result.attrs[:, j].tolist() for j, name in enumerate(e.space.names)}}
         write_parquet(self.folder / SHARDS / f"{shard.index:06d}.fit.parquet", fit_cols)
         info = {"shard": shard.index, "targets": len(names), "rows": len(cols["file_name"]), "pid": os.getpid(),
-                "seconds": {"read": t_read - t0, "fit": t_fit - t_read, "render_write": time.time() - t_fit},
+                "seconds": {"read": t_read - t0, "fit": t_fit - t_read, "render": t_render - t_fit, "write": time.time() - t_render},
                 "resized": [[k[0], k[1], k[2], v] for k, v in changed.items()],
-                "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+                "max_rss_kb": peak_rss_kb()}
         write_json(marker, info)
         return info
 
@@ -136,4 +149,4 @@ def job_record(config: dict, model_keys: dict[str, str], files: list[Path], shar
     return {"key": key_of("job", config, model_keys, stats, shard_size), "targets": len(files), "shard_size": shard_size}
 
 
-__all__ = ["SHARDS", "Shard", "ShardWorker", "done", "job_record", "marker_path", "merge_shards", "plan_shards"]
+__all__ = ["SHARDS", "Shard", "ShardWorker", "done", "job_record", "marker_path", "merge_shards", "peak_rss_kb", "plan_shards"]

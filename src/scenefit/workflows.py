@@ -184,7 +184,7 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
         log(f"[scenefit] fit report: {out / 'fit_report.md'} (content loss median {report['loss']['q50']:.4f}, "
             f"q90 {report['loss']['q90']:.4f}; worst {report['worst'][0][0] if report['worst'] else '-'})")
         loss = torch.tensor(fit["fit_loss"])
-        stages = {k: sum(r["seconds"][k] for r in records) for k in ("read", "fit", "render_write")}
+        stages = {k: sum(r["seconds"][k] for r in records) for k in ("read", "fit", "render", "write")}
         return {"targets": len(files), "rows": len(meta["file_name"]), "seconds": seconds, "mean_loss": float(loss.mean()),
                 "shards": len(shards), "ran": len(records), "dataset": str(out), "models": str(store.root),
                 "report": str(out / "fit_report.md"),
