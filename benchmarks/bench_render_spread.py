@@ -43,7 +43,7 @@ def main() -> None:
 
 def spread(work: Path, draws: int, name: str) -> None:
     """Score ours with the run's draws and ``draws`` other streams, in run folder copy ``work``; prints the scores."""
-    cfg = load_config(work / "config.yaml")
+    cfg = load_config(str(work / "config.yaml"))
     pipe = Pipeline(cfg, work, progress=False, log=lambda m: None, allowed={"score-ours"} | {f"score-ours-draw{k}" for k in range(1, draws + 1)})
     attrs, _ = pipe.fit()
     own = pipe.score("ours")["accuracy"]
