@@ -23,9 +23,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from scenefit.attributes import AttributeSpace
+from scenefit.augment import photometric_augment
 from scenefit.engines.base import Engine
 from scenefit.guards import check_loss, check_model
 from scenefit.io import load_model_for_engine, save_model_for_engine
+
+
+AUGMENTS = ("none", "photometric")
+"""Values of ``encoder.augment``."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,9 @@ class EncoderConfig:
 
     norm: ``batch`` puts BatchNorm after every convolution (default), ``none`` leaves it out (E before this option:
     its training could stall at the chance loss from the start for some seeds; docs/RESULTS.md).
+    augment: ``none`` (default) trains on clean renders; ``photometric`` passes every training batch through
+    :func:`scenefit.augment.photometric_augment` (brightness, contrast, gamma, blur, noise; one draw per image), so
+    that E reads targets whose look differs from the engine's.
     """
 
     width: int = 16
@@ -42,6 +50,7 @@ class EncoderConfig:
     batch_size: int = 64
     steps: int = 8000
     norm: str = "batch"
+    augment: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("width", "bins", "batch_size", "steps"):
@@ -54,6 +63,8 @@ class EncoderConfig:
             raise ValueError(f"encoder.lr must be a finite number > 0, got {self.lr}")
         if self.norm not in ("batch", "none"):
             raise ValueError(f"encoder.norm must be 'batch' or 'none', got {self.norm!r}")
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"encoder.augment must be one of {list(AUGMENTS)}, got {self.augment!r}")
 
 
 class AttributeEncoder(nn.Module):
@@ -162,6 +173,8 @@ def train_encoder(
         attrs = engine.space.sample_uniform(cfg.batch_size, g)
         with torch.no_grad():
             images = engine.images(attrs, g)
+            if cfg.augment == "photometric":
+                images = photometric_augment(images, g)
         loss = enc.loss(images.to(device), attrs.to(device))
         check_loss(loss, "encoder E", "encoder.lr", step)
         opt.zero_grad(set_to_none=True)

@@ -61,7 +61,10 @@ class Models:
         if stage == "surrogate":
             return key_of("surrogate", fe, asdict(c.surrogate), c.seed)
         if stage == "encoder":
-            return key_of("encoder", fe, asdict(c.encoder), c.seed)
+            enc = asdict(c.encoder)
+            if enc["augment"] == "none":  # the default keeps the keys of encoders trained before the option existed
+                del enc["augment"]
+            return key_of("encoder", fe, enc, c.seed)
         if stage == "features":
             m = c.setting.initial
             prior = (m.to_dict() if m is not None else "engine prior") if c.features.sample == "initial" else None
