@@ -65,4 +65,17 @@ def test_report_without_flags_says_so(tmp_path):
     targets, folder, meta, fit = make_dataset(tmp_path, n=4)
     fit["tx"] = [1.0, -2.0, 3.0, 0.5]
     write_fit_report(folder, fit, meta, targets, SPACE, torch.zeros(10, 3), 1, 16, 16)
-    assert "- none: no attribute piles up at a bound of its range." in (folder / "fit_report.md").read_text()
+    assert "- none: no attribute piles up at a bound of its range, no category takes most rows." in (folder / "fit_report.md").read_text()
+
+
+def test_report_flags_a_fit_collapsed_onto_one_category(tmp_path):
+    targets, folder, meta, fit = make_dataset(tmp_path)
+    fit["tx"] = [0.0] * 8
+    fit["digit"] = [1] * 7 + [4]
+    initial = torch.tensor([[0.0, 0.0, float(i % 10)] for i in range(100)])  # 10% each
+    rep = write_fit_report(folder, fit, meta, targets, SPACE, initial, 1, 16, 16)
+    assert rep["attributes"][2]["mode"] == {"category": "1", "share": 0.875, "initial_share": 0.1}
+    md = (folder / "fit_report.md").read_text()
+    assert "| digit | most common 1: 87.5% | 1: 10.0% | – | – |" in md
+    assert ("- **digit**: 87.5% of the fitted rows are '1' (the initial distribution: 10.0%); the fit may have collapsed "
+            "onto one category because the targets look unlike the engine's renders.") in md

@@ -8,8 +8,9 @@ Written into the dataset folder before the dataset is used to train anything:
     fit_report_attributes.png   every fitted attribute's histogram beside the initial distribution (the prior)
 
 The markdown gives the loss quantiles, the worst targets by name, and per attribute the fitted and initial mean
-and spread and the share of fitted rows at a bound of the attribute's range. A pile-up at a bound, a long loss
-tail or a worst-target sheet whose pairs do not match say that the engine cannot render what the targets show
+and spread and the share of fitted rows at a bound of the attribute's range (categorical ones: the most common category). A
+pile-up at a bound, one category taking most rows, a long loss tail or a worst-target sheet whose pairs do not
+match say that the engine cannot render what the targets show
 (another look, a missing attribute, a range too narrow): a synthetic set from such a fit teaches the wrong scenes.
 Everything is computed from the fitted rows and a few images, so memory does not grow with the targets' count
 beyond the fitted table itself.
@@ -33,6 +34,7 @@ from scenefit.imagefolder import fit_to, read_image  # noqa: E402
 FILES = ("fit_report.md", "fit_report_loss.png", "fit_report_worst.png", "fit_report_attributes.png")
 QUANTILES = (0.1, 0.5, 0.9, 0.99)
 AT_BOUND_WARN = 0.05  # share of fitted rows at one bound that the report flags
+COLLAPSE_SHARE = 0.5  # share of fitted rows in one category (and twice its initial share) that the report flags
 
 
 def loss_summary(loss: np.ndarray) -> dict[str, float]:
@@ -49,14 +51,22 @@ def at_bounds(values: np.ndarray, low: float, high: float, tol: float = 1e-3) ->
 
 
 def attribute_rows(space: AttributeSpace, fitted: dict[str, np.ndarray], initial: np.ndarray) -> list[dict]:
-    """Per attribute: fitted and initial mean and std (in its unit; category index for categorical ones) and, for
-    bounded continuous attributes, the shares of fitted rows at each bound. ``initial``: (M, D) draws of the prior."""
+    """Per attribute: fitted and initial mean and std (in its unit; category index for categorical ones); for bounded
+    continuous attributes the shares of fitted rows at each bound; for categorical ones the most common fitted
+    category with its fitted and initial share. ``initial``: (M, D) draws of the prior."""
     rows = []
     for j, a in enumerate(space):
         v = fitted[a.name].astype(np.float64)
         row = {"name": a.name, "unit": a.unit, "fit_mean": float(v.mean()), "fit_std": float(v.std()),
-               "init_mean": float(initial[:, j].mean()), "init_std": float(initial[:, j].std()), "low": None, "high": None}
-        if not a.categorical and not a.periodic:
+               "init_mean": float(initial[:, j].mean()), "init_std": float(initial[:, j].std()), "low": None, "high": None,
+               "mode": None}
+        if a.categorical:
+            k = a.num_categories
+            f = np.bincount(v.astype(int), minlength=k)[:k] / max(v.size, 1)
+            p = np.bincount(initial[:, j].astype(int), minlength=k)[:k] / max(len(initial), 1)
+            m = int(f.argmax())
+            row["mode"] = {"category": str(a.categories[m]), "share": float(f[m]), "initial_share": float(p[m])}
+        elif not a.periodic:
             row["low"], row["high"] = at_bounds(v, a.low, a.high)
         rows.append(row)
     return rows
@@ -150,13 +160,23 @@ def _markdown(stats: dict, worst: list[tuple[str, float]], rows: list[dict], n_i
         unit = f" {r['unit']}" if r["unit"] else ""
         lo = "–" if r["low"] is None else f"{100 * r['low']:.1f}%"
         hi = "–" if r["high"] is None else f"{100 * r['high']:.1f}%"
+        if r["mode"] is not None:
+            md = r["mode"]
+            lines.append(f"| {r['name']} | most common {md['category']}: {100 * md['share']:.1f}% | "
+                         f"{md['category']}: {100 * md['initial_share']:.1f}% | {lo} | {hi} |")
+            if md["share"] > COLLAPSE_SHARE and md["share"] > 2 * md["initial_share"]:
+                flags.append(f"- **{r['name']}**: {100 * md['share']:.1f}% of the fitted rows are '{md['category']}' (the "
+                             f"initial distribution: {100 * md['initial_share']:.1f}%); the fit may have collapsed onto one "
+                             "category because the targets look unlike the engine's renders.")
+            continue
         lines.append(f"| {r['name']} | {r['fit_mean']:.3g} ± {r['fit_std']:.3g}{unit} | "
                      f"{r['init_mean']:.3g} ± {r['init_std']:.3g}{unit} | {lo} | {hi} |")
         for side in ("low", "high"):
             if r[side] is not None and r[side] > AT_BOUND_WARN:
                 flags.append(f"- **{r['name']}**: {100 * r[side]:.1f}% of the fitted rows sit at the {side} bound; the "
                              "targets may lie outside the engine's range for it.")
-    lines += ["", "## Flags", ""] + (flags or ["- none: no attribute piles up at a bound of its range."])
+    lines += ["", "## Flags", ""] + (flags or ["- none: no attribute piles up at a bound of its range, no category takes "
+                                               "most rows."])
     return "\n".join(lines) + "\n"
 
 
