@@ -46,7 +46,7 @@ def spread(work: Path, draws: int, name: str) -> None:
     cfg = load_config(str(work / "config.yaml"))
     pipe = Pipeline(cfg, work, progress=False, log=lambda m: None, allowed={"score-ours"} | {f"score-ours-draw{k}" for k in range(1, draws + 1)})
     attrs, _ = pipe.fit()
-    own = pipe.score("ours")["accuracy"]
+    own = pipe.score("ours")["score"]
     print(f"ours with the run's draws: {100 * own:.2f}%")
     scores = [own]
     for k in range(1, draws + 1):
@@ -59,7 +59,7 @@ def spread(work: Path, draws: int, name: str) -> None:
         name = f"ours-draw{k}"
         pipe.register_set(name, lambda k=k: key_of("draw", pipe.ours_key(), k), make)
         t0 = time.time()
-        acc = pipe.score(name)["accuracy"]
+        acc = pipe.score(name)["score"]
         scores.append(acc)
         print(f"ours with draw stream {k}: {100 * acc:.2f}% ({time.time() - t0:.0f} s)", flush=True)
     print(json.dumps({"run": name, "scores": scores, "mean": statistics.mean(scores), "std": statistics.stdev(scores),
