@@ -169,8 +169,9 @@ def test_peak_rss_is_the_processs_own_not_its_parents():
 
     big = bytearray(400 * 1024 * 1024)  # this process's peak grows by about 400 MiB
     big[:: 4096] = b"x" * len(big[:: 4096])
-    assert peak_rss_kb() > 400 * 1024
+    parent = peak_rss_kb()
+    assert parent > 400 * 1024
     code = "from scenefit.shards import peak_rss_kb; print(peak_rss_kb())"
     child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    assert 0 < child < 350 * 1024  # the child imports scenefit (and torch) only
+    assert 0 < child < parent - 300 * 1024  # the child imports scenefit (and torch) only; ru_maxrss would be >= parent
     del big
