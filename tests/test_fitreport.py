@@ -75,6 +75,7 @@ def test_report_flags_a_fit_collapsed_onto_one_category(tmp_path):
     initial = torch.tensor([[0.0, 0.0, float(i % 10)] for i in range(100)])  # 10% each
     rep = write_fit_report(folder, fit, meta, targets, SPACE, initial, 1, 16, 16)
     assert rep["attributes"][2]["mode"] == {"category": "1", "share": 0.875, "initial_share": 0.1}
+    assert len(rep["flags"]) == 1 and rep["flags"][0].startswith("**digit**: 87.5% of the fitted rows are '1'")
     md = (folder / "fit_report.md").read_text()
     assert "| digit | most common 1: 87.5% | 1: 10.0% | – | – |" in md
     assert ("- **digit**: 87.5% of the fitted rows are '1' (the initial distribution: 10.0%); the fit may have collapsed "

@@ -140,6 +140,22 @@ def attributes_figure(path: Path, space: AttributeSpace, fitted: dict[str, np.nd
     save_figure(fig, path)
 
 
+def report_flags(rows: list[dict]) -> list[str]:
+    """One sentence per warning sign in :func:`attribute_rows`'s rows: a pile-up at a bound, a categorical collapse."""
+    flags = []
+    for r in rows:
+        md = r["mode"]
+        if md is not None and md["share"] > COLLAPSE_SHARE and md["share"] > 2 * md["initial_share"]:
+            flags.append(f"**{r['name']}**: {100 * md['share']:.1f}% of the fitted rows are '{md['category']}' (the "
+                         f"initial distribution: {100 * md['initial_share']:.1f}%); the fit may have collapsed onto one "
+                         "category because the targets look unlike the engine's renders.")
+        for side in ("low", "high"):
+            if r[side] is not None and r[side] > AT_BOUND_WARN:
+                flags.append(f"**{r['name']}**: {100 * r[side]:.1f}% of the fitted rows sit at the {side} bound; the "
+                             "targets may lie outside the engine's range for it.")
+    return flags
+
+
 def _markdown(stats: dict, worst: list[tuple[str, float]], rows: list[dict], n_initial: int) -> str:
     q = " | ".join(f"{stats[f'q{round(x * 100)}']:.4f}" for x in QUANTILES)
     lines = ["# Fit report", "",
@@ -155,7 +171,6 @@ def _markdown(stats: dict, worst: list[tuple[str, float]], rows: list[dict], n_i
               "![attributes](fit_report_attributes.png)", "",
               "| attribute | fitted mean ± std | initial mean ± std | at low bound | at high bound |",
               "| --- | ---: | ---: | ---: | ---: |"]
-    flags = []
     for r in rows:
         unit = f" {r['unit']}" if r["unit"] else ""
         lo = "–" if r["low"] is None else f"{100 * r['low']:.1f}%"
@@ -164,17 +179,10 @@ def _markdown(stats: dict, worst: list[tuple[str, float]], rows: list[dict], n_i
             md = r["mode"]
             lines.append(f"| {r['name']} | most common {md['category']}: {100 * md['share']:.1f}% | "
                          f"{md['category']}: {100 * md['initial_share']:.1f}% | {lo} | {hi} |")
-            if md["share"] > COLLAPSE_SHARE and md["share"] > 2 * md["initial_share"]:
-                flags.append(f"- **{r['name']}**: {100 * md['share']:.1f}% of the fitted rows are '{md['category']}' (the "
-                             f"initial distribution: {100 * md['initial_share']:.1f}%); the fit may have collapsed onto one "
-                             "category because the targets look unlike the engine's renders.")
-            continue
-        lines.append(f"| {r['name']} | {r['fit_mean']:.3g} ± {r['fit_std']:.3g}{unit} | "
-                     f"{r['init_mean']:.3g} ± {r['init_std']:.3g}{unit} | {lo} | {hi} |")
-        for side in ("low", "high"):
-            if r[side] is not None and r[side] > AT_BOUND_WARN:
-                flags.append(f"- **{r['name']}**: {100 * r[side]:.1f}% of the fitted rows sit at the {side} bound; the "
-                             "targets may lie outside the engine's range for it.")
+        else:
+            lines.append(f"| {r['name']} | {r['fit_mean']:.3g} ± {r['fit_std']:.3g}{unit} | "
+                         f"{r['init_mean']:.3g} ± {r['init_std']:.3g}{unit} | {lo} | {hi} |")
+    flags = [f"- {f}" for f in report_flags(rows)]
     lines += ["", "## Flags", ""] + (flags or ["- none: no attribute piles up at a bound of its range, no category takes "
                                                "most rows."])
     return "\n".join(lines) + "\n"
@@ -192,7 +200,7 @@ def write_fit_report(folder: str | Path, fit: dict[str, list], meta: dict[str, l
         initial: (M, D) draws of the initial distribution, in attribute units.
         channels, height, width: the dataset images' shape; targets are shown as the fit read them.
     Returns:
-        ``{"loss": loss_summary, "worst": [(name, loss)], "attributes": attribute_rows}``.
+        ``{"loss": loss_summary, "worst": [(name, loss)], "attributes": attribute_rows, "flags": report_flags}``.
     """
     folder, targets = Path(folder), Path(targets)
     loss = np.asarray(fit["fit_loss"], dtype=np.float64)
@@ -214,7 +222,7 @@ def write_fit_report(folder: str | Path, fit: dict[str, list], meta: dict[str, l
     worst_sheet(folder / FILES[2], pairs)
     attributes_figure(folder / FILES[3], space, fitted, init)
     (folder / FILES[0]).write_text(_markdown(stats, [(p[0], p[1]) for p in pairs], rows, len(init)))
-    return {"loss": stats, "worst": [(p[0], p[1]) for p in pairs], "attributes": rows}
+    return {"loss": stats, "worst": [(p[0], p[1]) for p in pairs], "attributes": rows, "flags": report_flags(rows)}
 
 
-__all__ = ["FILES", "at_bounds", "attribute_rows", "loss_summary", "write_fit_report"]
+__all__ = ["FILES", "at_bounds", "attribute_rows", "loss_summary", "report_flags", "write_fit_report"]

@@ -183,6 +183,8 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
             replace_dir(work, out)
         log(f"[scenefit] fit report: {out / 'fit_report.md'} (content loss median {report['loss']['q50']:.4f}, "
             f"q90 {report['loss']['q90']:.4f}; worst {report['worst'][0][0] if report['worst'] else '-'})")
+        for flag in report["flags"]:
+            log(f"[scenefit] fit report flag: {flag.replace('**', '')}")
         loss = torch.tensor(fit["fit_loss"])
         stages = {k: sum(r["seconds"][k] for r in records) for k in ("read", "fit", "render", "write")}
         return {"targets": len(files), "rows": len(meta["file_name"]), "seconds": seconds, "mean_loss": float(loss.mean()),
