@@ -50,6 +50,11 @@ def at_bounds(values: np.ndarray, low: float, high: float, tol: float = 1e-3) ->
     return float((values <= low + eps).mean()), float((values >= high - eps).mean())
 
 
+def category_shares(values: np.ndarray, k: int) -> np.ndarray:
+    """Share of ``values`` (N,) category indices in each of ``k`` categories, (k,)."""
+    return np.bincount(values.astype(int), minlength=k)[:k] / max(values.size, 1)
+
+
 def attribute_rows(space: AttributeSpace, fitted: dict[str, np.ndarray], initial: np.ndarray) -> list[dict]:
     """Per attribute: fitted and initial mean and std (in its unit; category index for categorical ones); for bounded
     continuous attributes the shares of fitted rows at each bound; for categorical ones the most common fitted
@@ -61,9 +66,7 @@ def attribute_rows(space: AttributeSpace, fitted: dict[str, np.ndarray], initial
                "init_mean": float(initial[:, j].mean()), "init_std": float(initial[:, j].std()), "low": None, "high": None,
                "mode": None}
         if a.categorical:
-            k = a.num_categories
-            f = np.bincount(v.astype(int), minlength=k)[:k] / max(v.size, 1)
-            p = np.bincount(initial[:, j].astype(int), minlength=k)[:k] / max(len(initial), 1)
+            f, p = category_shares(v, a.num_categories), category_shares(initial[:, j], a.num_categories)
             m = int(f.argmax())
             row["mode"] = {"category": str(a.categories[m]), "share": float(f[m]), "initial_share": float(p[m])}
         elif not a.periodic:
@@ -124,8 +127,7 @@ def attributes_figure(path: Path, space: AttributeSpace, fitted: dict[str, np.nd
         v = fitted[a.name].astype(np.float64)
         if a.categorical:
             k = np.arange(a.num_categories)
-            f = np.bincount(v.astype(int), minlength=a.num_categories) / max(v.size, 1)
-            p = np.bincount(initial[:, j].astype(int), minlength=a.num_categories) / max(len(initial), 1)
+            f, p = category_shares(v, a.num_categories), category_shares(initial[:, j], a.num_categories)
             ax.bar(k - 0.2, p, 0.4, color="tab:gray", label="initial")
             ax.bar(k + 0.2, f, 0.4, color="tab:blue", label="fitted")
             ax.set_xticks(k, [str(c)[:6] for c in a.categories], fontsize=6)

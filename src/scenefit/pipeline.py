@@ -173,13 +173,16 @@ class Pipeline:
     def ours(self) -> ImageSet:
         """R(ξ*): ``export.per_target`` renders of every fitted row (seeded per row), with labels."""
         if "ours" not in self._cache:
-            attrs, _ = self.fit()
-            reps = self.cfg.export.per_target
-            rows, seeds = rendered_rows(attrs, reps, self.cfg.seed)
-            out = render_rows(self.res.engine, rows, seeds)
-            names = [n for n in self.problem.targets.names for _ in range(reps)]
-            self._cache["ours"] = ImageSet(out["image"], out["label"], rows, names, seeds)
+            self._cache["ours"] = self._render_per_target(self.fit()[0])
         return self._cache["ours"]
+
+    def _render_per_target(self, attrs: torch.Tensor) -> ImageSet:
+        """R at one attribute row per target (N, D): ``export.per_target`` renders each, seeded by global row index."""
+        reps = self.cfg.export.per_target
+        rows, seeds = rendered_rows(attrs, reps, self.cfg.seed)
+        out = render_rows(self.res.engine, rows, seeds)
+        names = [n for n in self.problem.targets.names for _ in range(reps)]
+        return ImageSet(out["image"], out["label"], rows, names, seeds)
 
     def export(self) -> Path:
         """Write ours' labeled dataset to ``dataset/`` (stage ``export``); returns the folder."""
@@ -214,9 +217,7 @@ class Pipeline:
         if t.attrs is None:
             raise ValueError("the ceiling needs the targets' true attributes (synthesised targets)")
         if "ceiling" not in self._cache:
-            rows, seeds = rendered_rows(t.attrs, self.cfg.export.per_target, self.cfg.seed)
-            out = render_rows(self.res.engine, rows, seeds)
-            self._cache["ceiling"] = ImageSet(out["image"], out["label"], rows, seeds=seeds)
+            self._cache["ceiling"] = self._render_per_target(t.attrs)
         return self._cache["ceiling"]
 
     def feature_score(self) -> dict | None:
