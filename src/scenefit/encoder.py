@@ -23,13 +23,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from scenefit.attributes import AttributeSpace
-from scenefit.augment import photometric_augment
+from scenefit.augment import nuisance_augment, photometric_augment
 from scenefit.engines.base import Engine
 from scenefit.guards import check_loss, check_model
 from scenefit.io import load_model_for_engine, save_model_for_engine
 
 
-AUGMENTS = ("none", "photometric")
+AUGMENTS = ("none", "photometric", "nuisance")
 """Values of ``encoder.augment``."""
 
 
@@ -41,7 +41,8 @@ class EncoderConfig:
     its training could stall at the chance loss from the start for some seeds; docs/RESULTS.md).
     augment: ``none`` (default) trains on clean renders; ``photometric`` passes every training batch through
     :func:`scenefit.augment.photometric_augment` (brightness, contrast, gamma, blur, noise; one draw per image), so
-    that E reads targets whose look differs from the engine's.
+    that E reads targets whose look differs from the engine's; ``nuisance`` adds stroke width, content scale and
+    resolution draws first (:func:`scenefit.augment.nuisance_augment`), for pens and scanners that differ too.
     """
 
     width: int = 16
@@ -175,6 +176,8 @@ def train_encoder(
             images = engine.images(attrs, g)
             if cfg.augment == "photometric":
                 images = photometric_augment(images, g)
+            elif cfg.augment == "nuisance":
+                images = nuisance_augment(images, g)
         loss = enc.loss(images.to(device), attrs.to(device))
         check_loss(loss, "encoder E", "encoder.lr", step)
         opt.zero_grad(set_to_none=True)
