@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scenefit.augment import PhotometricAugment, photometric_augment
+from scenefit.augment import NuisanceAugment, PhotometricAugment, _scale_about_centroid, nuisance_augment, photometric_augment
 
 IDENTITY = dict(brightness=(1.0, 1.0), contrast=(1.0, 1.0), saturation=(1.0, 1.0), gain=(1.0, 1.0), gamma=(1.0, 1.0),
                 blur_prob=0.0, noise=0.0)
@@ -87,3 +87,54 @@ def test_grey_images_get_the_draws_of_rgb_ones():
     assert one.shape == (5, 1, 12, 12)
     assert torch.allclose(three, one.expand(5, 3, 12, 12), atol=1e-6)
     assert not torch.allclose(one, grey, atol=1e-3)
+
+
+NO_PHOTO = PhotometricAugment(**IDENTITY)
+
+
+def _nuisance(x: torch.Tensor, seed: int = 0, **kw) -> torch.Tensor:
+    cfg = NuisanceAugment(**{**dict(stroke_prob=0.0, scale=(1.0, 1.0), lowres_prob=0.0, photometric=NO_PHOTO), **kw})
+    return nuisance_augment(x, torch.Generator().manual_seed(seed), cfg)
+
+
+def test_nuisance_identity_ranges_return_the_input():
+    x = torch.rand(3, 1, 12, 10, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(_nuisance(x), x, atol=1e-5)
+
+
+def test_nuisance_stroke_is_a_cross_dilation_or_erosion_per_image():
+    x = torch.zeros(8, 1, 9, 9)
+    x[:, :, 3:6, 3:6] = 1.0  # a 3x3 square: dilated by the cross, 21 px; eroded, 1 px
+    out = _nuisance(x, stroke_prob=1.0)
+    assert sorted({int(v) for v in out.sum((1, 2, 3)).round().tolist()}) == [1, 21]
+
+
+def test_scale_about_the_centroid_keeps_the_centroid_and_scales_the_mass():
+    x = torch.zeros(2, 1, 48, 48)
+    x[0, 0, 10:14, 30:34] = 1.0  # 16 px about (11.5, 31.5)
+    x[1, 0, 20:28, 20:28] = 1.0  # 64 px about (23.5, 23.5)
+    out = _scale_about_centroid(x, torch.tensor([2.0, 0.5]))
+    ys, xs = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+    for i, (cy, cx, mass) in enumerate([(11.5, 31.5, 64.0), (23.5, 23.5, 16.0)]):
+        m = out[i, 0]
+        assert m.sum().item() == pytest.approx(mass, rel=1e-4)
+        assert (m * ys).sum().item() / m.sum().item() == pytest.approx(cy, abs=1e-3)
+        assert (m * xs).sum().item() / m.sum().item() == pytest.approx(cx, abs=1e-3)
+
+
+def test_nuisance_lowres_keeps_the_mean_and_the_default_is_deterministic_and_bounded():
+    x = torch.rand(4, 3, 24, 24, generator=torch.Generator().manual_seed(4))
+    low = _nuisance(x, lowres_prob=1.0, lowres_factor=(3.0, 3.0))
+    assert not torch.allclose(low, x) and low.mean().item() == pytest.approx(x.mean().item(), abs=0.02)
+    a = nuisance_augment(x, torch.Generator().manual_seed(5))
+    assert torch.equal(a, nuisance_augment(x, torch.Generator().manual_seed(5)))
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+
+
+def test_nuisance_bad_ranges_and_shapes():
+    with pytest.raises(ValueError, match=r"^augment\.scale must be a range 0 < lo <= hi, got \(1\.5, 0\.5\)$"):
+        NuisanceAugment(scale=(1.5, 0.5))
+    with pytest.raises(ValueError, match=r"^augment\.lowres_prob must be in \[0, 1\], got 2$"):
+        NuisanceAugment(lowres_prob=2)
+    with pytest.raises(ValueError, match=r"^images must be \(B, 1, H, W\) or \(B, 3, H, W\), got shape \(2, 2, 4, 4\)$"):
+        nuisance_augment(torch.zeros(2, 2, 4, 4), torch.Generator())

@@ -115,7 +115,7 @@ def test_encoder_config_errors():
         EncoderConfig(bins=0)
     with pytest.raises(ValueError, match=r"encoder.lr must be a finite number > 0, got nan"):
         EncoderConfig(lr=float("nan"))
-    with pytest.raises(ValueError, match=re.escape("encoder.augment must be one of ['none', 'photometric'], got 'colour'")):
+    with pytest.raises(ValueError, match=re.escape("encoder.augment must be one of ['none', 'photometric', 'nuisance'], got 'colour'")):
         EncoderConfig(augment="colour")
 
 
@@ -138,3 +138,25 @@ def test_photometric_augment_helps_e_read_targets_of_another_look(trained, held_
     e = {(n, k): err(enc, x) for n, enc in (("clean", clean), ("aug", aug)) for k, x in (("clean", images), ("shifted", shifted))}
     assert e[("aug", "clean")] < 30.0  # measured 13.8° (clean E: 11.2°)
     assert e[("aug", "shifted")] < 0.6 * e[("clean", "shifted")]  # measured 15.6° against 37.5°
+
+
+def test_nuisance_augment_helps_e_read_other_pens(trained, held_out, split):
+    """E trained with encoder.augment=nuisance (same steps, seed) against the clean E, on held-out targets with
+    their strokes thickened and their digits shrunk (thick:mild, then box_small:mild): it loses less on them."""
+    from scenefit.shifts import apply_shift
+
+    _, clean, _, _ = trained
+    engine, attrs, images = held_out
+    nui, _ = train_encoder(DigitEngine(split[0], canvas=32, translate=False), EncoderConfig(steps=300, batch_size=32,
+                           augment="nuisance"), seed=0, progress=False)
+    seeds = torch.arange(len(images))
+    shifted = apply_shift(apply_shift(images, "thick", "mild", seeds), "box_small", "mild", seeds)
+    rot = engine.space.index("rotation")
+
+    def err(enc, x):
+        return wrap_angle(encoder_starts(enc, x, {})[0][:, 0, rot] - attrs[:, rot]).abs().median().item()
+
+    e = {(n, k): err(enc, x) for n, enc in (("clean", clean), ("nui", nui)) for k, x in (("clean", images), ("shifted", shifted))}
+    print(e)
+    assert e[("nui", "clean")] < 30.0
+    assert e[("nui", "shifted")] < 0.8 * e[("clean", "shifted")]

@@ -182,3 +182,37 @@ def test_categorical_probs_sampling_frequencies():
     assert torch.equal(attrs[comp == 1, 1], torch.full_like(attrs[comp == 1, 1], 9.0))
     # a round trip through to_dict keeps the probs
     assert mixture_from_dict(m2.to_dict()) == m2
+
+
+GLOW = '''
+import torch
+import scenefit
+from scenefit import Attribute, AttributeSpace, LabelTable
+
+
+class Glow(scenefit.Engine):
+    """A 16 px blob at x with a look attribute: the gain of the whole image."""
+
+    name, channels, label_kind, labels = "glow", 1, "class", LabelTable(("left", "right"))
+
+    def __init__(self):
+        self.height = self.width = 16
+        self.space = AttributeSpace([Attribute("x", -4.0, 4.0, "px"), Attribute("gain", 0.5, 1.0, "rel", look=True)])
+
+    def render_seeded(self, attrs, seeds):
+        c = torch.arange(16.0) - 7.5
+        blob = torch.exp(-((c[None, None, :] - attrs[:, 0, None, None]) ** 2 + c[None, :, None] ** 2) / 8.0)
+        return {"image": (attrs[:, 1, None, None] * blob)[:, None], "label": (attrs[:, 0] > 0).long()}
+'''
+
+
+def test_an_encoder_augmentation_that_would_hide_look_attributes_is_refused(tmp_path):
+    (tmp_path / "glow_engine.py").write_text(GLOW)
+    (tmp_path / "glow.yaml").write_text("engine: {name: 'glow_engine:Glow'}\nsetting: {name: glow, target: {components: [{weight: 1.0}]}}\n")
+    cfg = str(tmp_path / "glow.yaml")
+    res = check(cfg)
+    assert res.engine.space.look == (1,) and res.cfg.encoder.augment == "none"
+    fails("encoder.augment 'nuisance' would hide from E the look attributes it must read (['gain']): the engine renders its "
+          "own look variation, so use encoder.augment none, or a fit.method that matches them by the look term",
+          cfg, "encoder.augment=nuisance")
+    check(cfg, "encoder.augment=nuisance", "fit.method=codebook-verify")

@@ -30,6 +30,10 @@ class Attribute:
         periodic: values wrap around (angles).
         categories: names of the categories for a categorical attribute; empty
             for continuous ones. A categorical value is an index ``0..n-1``.
+        look: the engine renders it as look, not content (camera and sensor settings:
+            exposure, blur, noise...). The fit matches look attributes with a look-sensitive
+            term and every other attribute with its (look-invariant) features
+            (:mod:`scenefit.fitting.look`).
     """
 
     name: str
@@ -38,10 +42,13 @@ class Attribute:
     unit: str = ""
     periodic: bool = False
     categories: tuple[str, ...] = field(default_factory=tuple)
+    look: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:
             raise AttributeSpecError("attribute name must be a non-empty string")
+        if self.look and (self.categorical or self.periodic):
+            raise AttributeSpecError(f"look attribute '{self.name}' must be continuous and not periodic")
         if self.categorical:
             if len(self.categories) < 2:
                 raise AttributeSpecError(
@@ -141,6 +148,11 @@ class AttributeSpace:
     def categorical(self) -> tuple[int, ...]:
         """Columns of categorical attributes."""
         return tuple(i for i, a in enumerate(self.attributes) if a.categorical)
+
+    @property
+    def look(self) -> tuple[int, ...]:
+        """Columns of look attributes (:attr:`Attribute.look`)."""
+        return tuple(i for i, a in enumerate(self.attributes) if a.look)
 
     def _bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         low = torch.tensor(
@@ -243,12 +255,15 @@ class AttributeSpace:
 
     def to_dict(self) -> list[dict]:
         """JSON-ready description (used in checkpoints to refuse a mismatched engine)."""
+        # ``look`` only when set, so that the identity (and model-store keys) of engines without look attributes is unchanged
         return [
-            {"name": a.name, "low": a.low, "high": a.high, "unit": a.unit, "periodic": a.periodic, "categories": list(a.categories)}
+            {"name": a.name, "low": a.low, "high": a.high, "unit": a.unit, "periodic": a.periodic, "categories": list(a.categories),
+             **({"look": True} if a.look else {})}
             for a in self.attributes
         ]
 
     @classmethod
     def from_dict(cls, rows: list[dict]) -> "AttributeSpace":
         """Inverse of :meth:`to_dict`."""
-        return cls([Attribute(r["name"], r["low"], r["high"], r["unit"], r["periodic"], tuple(r["categories"])) for r in rows])
+        return cls([Attribute(r["name"], r["low"], r["high"], r["unit"], r["periodic"], tuple(r["categories"]), bool(r.get("look", False)))
+                    for r in rows])

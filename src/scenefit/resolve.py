@@ -172,6 +172,10 @@ def resolve(cfg: RunConfig, labeled_targets: bool = True) -> Resolved:
         _continuous(space, getattr(cfg.baselines, name).attributes, f"baselines.{name}.attributes")
     if not res.free:
         raise ConfigError(f"the engine has no continuous attribute to fit ({list(space.names)})")
+    if space.look and cfg.fit.method == "amortized" and cfg.encoder.augment != "none":
+        raise ConfigError(f"encoder.augment '{cfg.encoder.augment}' would hide from E the look attributes it must read "
+                          f"({[space.names[i] for i in space.look]}): the engine renders its own look variation, so use "
+                          f"encoder.augment none, or a fit.method that matches them by the look term")
     _check_networks(res)
     return res
 

@@ -4,7 +4,8 @@ attributes in one forward pass; its top ``fit.amortized.top_classes`` × ``top_a
 With ``fit.steps`` > 0 the starts are refined by gradient steps through G and chosen by G's content loss. With no
 steps (the default) nothing goes through G: every start is rendered by the engine R itself (one fixed seed per
 target, shared by its starts) and the start with the lowest content loss of R's render is kept, so G need not be
-trained at all.
+trained at all. E proposes look attributes (:mod:`scenefit.fitting.look`) like any other, from the engine's own
+look variation; with them the loss adds the look term.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ def fit_amortized(inputs: FitInputs, cfg: FitConfig, batch: int = 1024) -> FitRe
     if cfg.steps > 0:
         G = inputs.need("surrogate", "amortized with fit.steps > 0")
         res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
-                             cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (amortized)")
+                             cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (amortized)", inputs.look)
         res.seconds = time.time() - t0
         return res
     engine = inputs.need("engine", "amortized")
-    losses = verify_with_engine(engine, inputs.features, inputs.target_features, starts, 1, inputs.seed, inputs.target_index())
+    losses = verify_with_engine(engine, inputs.features, inputs.target_features, starts, 1, inputs.seed, inputs.target_index(),
+                                look=inputs.look)
     n = starts.shape[0]
     best = losses.argmin(1)
     return FitResult(starts[torch.arange(n), best], losses[torch.arange(n), best], best, losses, starts, time.time() - t0,

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from scenefit.attributes import AttributeSpace
+from scenefit.fitting.look import LookTerm, split_look
 from scenefit.tasks.base import content_loss
 
 Renderer = Callable[[torch.Tensor, dict[int, torch.Tensor] | None], torch.Tensor]
@@ -58,8 +59,16 @@ def _project(space: AttributeSpace, unit: torch.Tensor, free: list[int]) -> torc
     return torch.stack(cols, dim=1) if cols else unit
 
 
-def _losses(render, feature_fn, space, attrs, soft, f_t) -> torch.Tensor:
-    return content_loss(feature_fn(render(attrs, soft)), f_t)
+def _losses(render, feature_fn, attrs, soft, f_t, look: LookTerm | None, owner: torch.Tensor) -> torch.Tensor:
+    """(B,) loss of ``attrs``: the content term, plus the look term with the gradient routed (:mod:`.look`)."""
+    if look is None:
+        return content_loss(feature_fn(render(attrs, soft)), f_t)
+    if not attrs.requires_grad:
+        x = render(attrs, soft)
+        return content_loss(feature_fn(x), f_t) + look.loss(x, owner)
+    content, looks = split_look(attrs, look)
+    fixed = {c: p.detach() for c, p in soft.items()} if soft else None  # categories are content
+    return content_loss(feature_fn(render(content, soft)), f_t) + look.loss(render(looks, fixed), owner)
 
 
 def fit_candidates(
@@ -76,6 +85,7 @@ def fit_candidates(
     relax: list[int] | None = None,
     progress: bool = True,
     desc: str = "fit",
+    look: LookTerm | None = None,
 ) -> FitResult:
     """Refine every start of every target through ``render`` and keep the best per target.
 
@@ -87,6 +97,7 @@ def fit_candidates(
         chunk: candidates optimized at once (bounds memory).
         relax: categorical columns searched as a softmax (start: uniform);
             the others keep the start's category.
+        look: the look term of the targets (:mod:`scenefit.fitting.look`), or None.
     """
     n, m, d = starts.shape
     relax = relax or []
@@ -114,7 +125,7 @@ def fit_candidates(
 
         for _ in range(steps):
             attrs, soft = assemble()
-            loss = _losses(render, feature_fn, space, attrs, soft or None, f_t).sum()
+            loss = _losses(render, feature_fn, attrs, soft or None, f_t, look, owner[lo:hi]).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -126,7 +137,7 @@ def fit_candidates(
             for c, lg in logits.items():
                 attrs[:, c] = lg.argmax(1).float()
             attrs = space.clamp(attrs)
-            final[lo:hi] = _losses(render, feature_fn, space, attrs, None, f_t).cpu()
+            final[lo:hi] = _losses(render, feature_fn, attrs, None, f_t, look, owner[lo:hi]).cpu()
             flat[lo:hi] = attrs.cpu()
     bar.close()
     losses = final.view(n, m)
@@ -184,6 +195,7 @@ class FitInputs:
     the value of every attribute that is not fitted). free: continuous columns to fit. surrogate: G. engine: R at
     the fitting resolution. encoder: E. seed: all randomness of the strategy. first_target: the global index of
     the first target (a shard's offset), so that a target's own draws depend on its index, not on its batch.
+    look: the targets' look term (:mod:`scenefit.fitting.look`), None when the engine has no look attribute.
     """
 
     space: AttributeSpace
@@ -199,6 +211,7 @@ class FitInputs:
     encoder: object | None = None
     progress: bool = True
     first_target: int = 0
+    look: LookTerm | None = None
 
     @property
     def n(self) -> int:

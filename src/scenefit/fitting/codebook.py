@@ -21,6 +21,7 @@ from scenefit.attributes import AttributeSpace
 from scenefit.engines.base import EngineRenderer
 from scenefit.fitting.base import FeatureFn, FitInputs, FitResult, Renderer, fit_candidates
 from scenefit.fitting.config import FitConfig
+from scenefit.fitting.look import LookTerm, look_statistics
 from scenefit.seeding import index_seeds
 from scenefit.tasks.base import content_loss
 
@@ -67,7 +68,7 @@ def _unit_distance(space: AttributeSpace, a: torch.Tensor, b: torch.Tensor, cols
 @torch.no_grad()
 def codebook_starts(
     render: Renderer, feature_fn: FeatureFn, space: AttributeSpace, target_features: torch.Tensor, codes: torch.Tensor,
-    free: list[int], top: int, radius: float = 0.08, batch: int = 1024, progress: bool = True,
+    free: list[int], top: int, radius: float = 0.08, batch: int = 1024, progress: bool = True, look: LookTerm | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Global starts by exhaustive search over a codebook of renders.
 
@@ -76,21 +77,28 @@ def codebook_starts(
     are one matrix product). Per target, the ``top`` best codes are kept,
     greedily skipping codes within ``radius`` (unit-cube max-norm over ``free``)
     of an already kept code of the same categories, so the starts cover
-    distinct basins (e.g. both a pose and its 180° flip).
+    distinct basins (e.g. both a pose and its 180° flip). With ``look`` the look
+    term is added to every loss (:mod:`scenefit.fitting.look`).
 
     Returns:
         starts (N, top, D) natural units and their content loss (N, top).
     """
     dev = target_features.device
-    feats = []
+    feats, stats = [], []
     for lo in tqdm(range(0, codes.shape[0], batch), desc="codebook", disable=not progress, leave=False):
-        feats.append(torch.nn.functional.normalize(feature_fn(render(codes[lo : lo + batch].to(dev), None)), dim=1))
+        x = render(codes[lo : lo + batch].to(dev), None)
+        feats.append(torch.nn.functional.normalize(feature_fn(x), dim=1))
+        if look is not None:
+            stats.append(look_statistics(x))
     code_f = torch.cat(feats)  # (K, F)
+    code_s = torch.cat(stats) if look is not None else None  # (K, S)
     cats = list(space.categorical)
     t_f = torch.nn.functional.normalize(target_features, dim=1)
     starts, losses = [], []
     for lo in range(0, t_f.shape[0], 256):
-        sim = t_f[lo : lo + 256] @ code_f.T  # (c, K)
+        sim = t_f[lo : lo + 256] @ code_f.T  # (c, K); 1 - sim is the loss
+        if look is not None:
+            sim = sim - look.loss_matrix(code_s, torch.arange(lo, min(lo + 256, t_f.shape[0])))
         picks, vals = [], []
         for _ in range(top):
             best = sim.argmax(1)
@@ -117,19 +125,19 @@ def fit_codebook(inputs: FitInputs, cfg: FitConfig) -> FitResult:
     t0 = time.time()
     G = inputs.need("surrogate", "codebook")
     starts, _ = codebook_starts(G, inputs.features, inputs.space, inputs.target_features, _codes(inputs, cfg), inputs.free,
-                                cfg.codebook.keep, cfg.codebook.radius, progress=inputs.progress)
+                                cfg.codebook.keep, cfg.codebook.radius, progress=inputs.progress, look=inputs.look)
     res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
-                         cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (codebook)")
+                         cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (codebook)", inputs.look)
     res.seconds = time.time() - t0
     return res
 
 
 @torch.no_grad()
 def verify_with_engine(engine, features: FeatureFn, target_features: torch.Tensor, candidates: torch.Tensor, seeds: int,
-                       seed: int, target_index: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """Mean content loss (N, M) of R's renders of ``candidates`` (N, M, D) over ``seeds`` renders each. Target ``i``'s
-    candidates share their seeds, derived from ``seed`` and its global ``target_index[i]`` alone (so any split of the
-    targets into shards verifies the same)."""
+                       seed: int, target_index: torch.Tensor, batch: int = 256, look: LookTerm | None = None) -> torch.Tensor:
+    """Mean content loss (N, M) of R's renders of ``candidates`` (N, M, D) over ``seeds`` renders each (plus the look
+    term, with ``look``). Target ``i``'s candidates share their seeds, derived from ``seed`` and its global
+    ``target_index[i]`` alone (so any split of the targets into shards verifies the same)."""
     n, m, d = candidates.shape
     loss = torch.zeros(n, m)
     flat = candidates.reshape(-1, d)
@@ -138,7 +146,10 @@ def verify_with_engine(engine, features: FeatureFn, target_features: torch.Tenso
         for lo in range(0, n * m, batch):
             img = engine.render_seeded(flat[lo : lo + batch], row_seeds[lo : lo + batch])["image"]
             owner = torch.arange(lo, min(lo + batch, n * m)) // m
-            loss.view(-1)[lo : lo + batch] += content_loss(features(img), target_features[owner]).cpu() / seeds
+            row = content_loss(features(img), target_features[owner])
+            if look is not None:
+                row = row + look.loss(img, owner)
+            loss.view(-1)[lo : lo + batch] += row.cpu() / seeds
     return loss
 
 
@@ -153,12 +164,12 @@ def fit_codebook_verify(inputs: FitInputs, cfg: FitConfig) -> FitResult:
     engine = inputs.need("engine", "codebook-verify")
     render_r = EngineRenderer(engine, torch.Generator().manual_seed(inputs.seed + 1), inputs.device)
     starts, _ = codebook_starts(render_r, inputs.features, inputs.space, inputs.target_features, _codes(inputs, cfg), inputs.free,
-                                cfg.codebook.keep, cfg.codebook.radius, batch=256, progress=inputs.progress)
+                                cfg.codebook.keep, cfg.codebook.radius, batch=256, progress=inputs.progress, look=inputs.look)
     res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
-                         cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (codebook-verify)")
+                         cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (codebook-verify)", inputs.look)
     cand = torch.cat([starts, res.attrs[:, None]], 1)  # (N, keep + 1, D)
     loss_r = verify_with_engine(engine, inputs.features, inputs.target_features, cand, cfg.verify.seeds, inputs.seed + 2,
-                                inputs.target_index())
+                                inputs.target_index(), look=inputs.look)
     n = cand.shape[0]
     chosen = loss_r.argmin(1)
     keep = starts.shape[1]

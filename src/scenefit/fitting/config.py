@@ -98,6 +98,8 @@ class FitConfig:
         unit-cube units, ``adam`` or ``sgd``, candidates optimized at once).
     layer: the task network's layer of the content loss ("" = the task network's default).
     attributes: continuous attributes to fit (default: all); the others stay at the initial centre.
+    look_weight: weight of the look term that matches the engine's look attributes (:mod:`scenefit.fitting.look`;
+        unused when the engine has none).
 
     Defaults (measured on rot-g2, docs/RESULTS.md): ``amortized`` with E's top mode and no gradient steps.
     """
@@ -109,6 +111,7 @@ class FitConfig:
     chunk: int = 2048
     layer: str = ""
     attributes: tuple[str, ...] = ()
+    look_weight: float = 10.0
     restarts: RestartsConfig = field(default_factory=RestartsConfig)
     codebook: CodebookConfig = field(default_factory=CodebookConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
@@ -126,3 +129,5 @@ class FitConfig:
             raise ValueError(f"fit.steps must be >= 0, got {self.steps}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"fit.lr must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.look_weight) and self.look_weight >= 0):
+            raise ValueError(f"fit.look_weight must be a finite number >= 0, got {self.look_weight}")

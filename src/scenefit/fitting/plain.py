@@ -14,6 +14,7 @@ def fit_plain(inputs: FitInputs, cfg: FitConfig) -> FitResult:
     t0 = time.time()
     G = inputs.need("surrogate", "plain")
     res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, inputs.base()[:, None, :], inputs.free,
-                         cfg.steps, cfg.lr, cfg.optimizer, cfg.chunk, list(inputs.space.categorical), inputs.progress, "fit (plain)")
+                         cfg.steps, cfg.lr, cfg.optimizer, cfg.chunk, list(inputs.space.categorical), inputs.progress, "fit (plain)",
+                         inputs.look)
     res.seconds = time.time() - t0
     return res

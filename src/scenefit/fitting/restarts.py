@@ -38,6 +38,7 @@ def fit_restarts(inputs: FitInputs, cfg: FitConfig) -> FitResult:
     G = inputs.need("surrogate", "restarts")
     starts = sobol_starts(inputs.space, inputs.base(), inputs.free, cfg.restarts.count, inputs.seed)
     res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
-                         cfg.optimizer, cfg.chunk, list(inputs.space.categorical), inputs.progress, "fit (restarts)")
+                         cfg.optimizer, cfg.chunk, list(inputs.space.categorical), inputs.progress, "fit (restarts)",
+                         inputs.look)
     res.seconds = time.time() - t0
     return res

@@ -1,0 +1,87 @@
+"""The look rule: look attributes are matched by a look-sensitive term, every other attribute by the features.
+
+An engine marks the attributes it renders as look (camera and sensor settings) with
+:attr:`scenefit.attributes.Attribute.look`. The fit's features are chosen to be look-invariant (FN is trained on
+photometrically augmented renders, E on nuisance-augmented ones), so they cannot tell a look attribute's values
+apart. Where the space has look attributes, the fit's loss of a render ``x_s`` against a target ``x_t`` is
+
+    L = [1 - cos(F(x_s), F(x_t))]  +  look_weight * mean((S(x_s) - S(x_t))^2)
+
+with ``S`` the look statistics of :func:`look_statistics` (per channel: the mean of a 4 x 4 grid of cells, the
+standard deviation, the mean gradient magnitude). In gradient steps each term moves only its own attributes:
+the content term's gradient reaches the content attributes, the look term's the look attributes (two renders per
+step, one with each group detached). Choices among candidates (codebooks, verification by R) use the sum. Without
+look attributes the loss is the content term alone, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+GRID = 4
+"""Cells per side of the look statistics' mean grid."""
+
+
+def look_statistics(images: torch.Tensor) -> torch.Tensor:
+    """Look statistics of images (B, C, H, W) in [0, 1], H and W >= 2: per channel the means of a 4 x 4 grid of
+    cells (area pooling), the standard deviation and the mean absolute finite difference (sharpness and noise);
+    returns (B, C * (16 + 2)), differentiable."""
+    if images.dim() != 4 or min(images.shape[-2:]) < 2:
+        raise ValueError(f"look statistics need images (B, C, H, W) with H, W >= 2, got shape {tuple(images.shape)}")
+    b = images.shape[0]
+    cells = F.adaptive_avg_pool2d(images, GRID).flatten(2)  # (B, C, 16)
+    std = images.flatten(2).std(2, unbiased=False)[..., None]  # (B, C, 1)
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().mean((2, 3))
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().mean((2, 3))
+    sharp = (0.5 * (dx + dy))[..., None]  # (B, C, 1)
+    return torch.cat([cells, std, sharp], 2).reshape(b, -1)
+
+
+@dataclass
+class LookTerm:
+    """The look rule's second term for N targets.
+
+    cols: the look attributes' columns (non-empty). weight: ``fit.look_weight``. target_stats: (N, K)
+    :func:`look_statistics` of the targets at the fitting resolution.
+    """
+
+    cols: tuple[int, ...]
+    weight: float
+    target_stats: torch.Tensor
+
+    def loss(self, renders: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+        """``weight * mean((S(render) - S(target))^2)`` (B,) of renders (B, C, H, W) against the targets ``owner`` (B,)."""
+        s = look_statistics(renders)
+        return self.weight * (s - self.target_stats[owner].to(s)).pow(2).mean(1)
+
+    def loss_matrix(self, stats: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The look term (T, K) of every target in ``targets`` (T,) indices against every render whose
+        :func:`look_statistics` are ``stats`` (K, S)."""
+        t = self.target_stats[targets].to(stats)
+        return self.weight * torch.cdist(t, stats).pow(2) / stats.shape[1]
+
+
+def split_look(attrs: torch.Tensor, look: LookTerm | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two copies of attrs (B, D) for the routed gradient: the content copy with the look columns detached, the look
+    copy with every other column detached. Without a look term both are ``attrs``."""
+    if look is None:
+        return attrs, attrs
+    mask = torch.zeros(attrs.shape[1], dtype=torch.bool, device=attrs.device)
+    mask[list(look.cols)] = True
+    content = torch.where(mask, attrs.detach(), attrs)
+    return content, torch.where(mask, attrs, attrs.detach())
+
+
+def make_look_term(space, images: torch.Tensor, weight: float, batch: int = 1024) -> LookTerm | None:
+    """The look term of targets ``images`` (N, C, H, W) at the fitting resolution, or None when ``space`` (an
+    :class:`~scenefit.attributes.AttributeSpace`) has no look attribute."""
+    if not space.look:
+        return None
+    stats = torch.cat([look_statistics(images[i : i + batch].float()) for i in range(0, images.shape[0], batch)])
+    return LookTerm(tuple(space.look), float(weight), stats)
+
+
+__all__ = ["GRID", "LookTerm", "look_statistics", "make_look_term", "split_look"]
