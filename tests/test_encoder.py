@@ -140,23 +140,23 @@ def test_photometric_augment_helps_e_read_targets_of_another_look(trained, held_
     assert e[("aug", "shifted")] < 0.6 * e[("clean", "shifted")]  # measured 15.6° against 37.5°
 
 
-def test_nuisance_augment_helps_e_read_other_pens(trained, held_out, split):
-    """E trained with encoder.augment=nuisance (same steps, seed) against the clean E, on held-out targets with
-    their strokes thickened and their digits shrunk (thick:mild, then box_small:mild): it loses less on them."""
-    from scenefit.shifts import apply_shift
+def test_nuisance_augment_helps_e_read_every_strong_look_shift(trained, held_out, split):
+    """E trained with encoder.augment=nuisance (same steps, seed) against the clean E, on held-out targets under each
+    of the ten look shifts at the strong level: its median rotation error, averaged over the shifts, is lower."""
+    from scenefit.shifts import SHIFTS, apply_shift
 
     _, clean, _, _ = trained
     engine, attrs, images = held_out
     nui, _ = train_encoder(DigitEngine(split[0], canvas=32, translate=False), EncoderConfig(steps=300, batch_size=32,
                            augment="nuisance"), seed=0, progress=False)
     seeds = torch.arange(len(images))
-    shifted = apply_shift(apply_shift(images, "thick", "mild", seeds), "box_small", "mild", seeds)
     rot = engine.space.index("rotation")
 
     def err(enc, x):
         return wrap_angle(encoder_starts(enc, x, {})[0][:, 0, rot] - attrs[:, rot]).abs().median().item()
 
-    e = {(n, k): err(enc, x) for n, enc in (("clean", clean), ("nui", nui)) for k, x in (("clean", images), ("shifted", shifted))}
-    print(e)
-    assert e[("nui", "clean")] < 30.0
-    assert e[("nui", "shifted")] < 0.8 * e[("clean", "shifted")]
+    def mean_shifted(enc):
+        return sum(err(enc, apply_shift(images, s, "strong", seeds)) for s in SHIFTS) / len(SHIFTS)
+
+    assert err(nui, images) < 25.0  # measured 16.2° (clean E: 11.2°)
+    assert mean_shifted(nui) < 0.8 * mean_shifted(clean)  # measured 22.0° against 34.6°
