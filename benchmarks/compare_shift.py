@@ -1,11 +1,12 @@
-"""Two look-shift experiments side by side: ours before and after a change, per row (markdown to stdout).
+"""Look-shift experiments side by side: ours before and after changes, per row (markdown to stdout).
 
-Reads the ``results.json`` of two ``scenefit experiment shift`` folders of the same setting, scale and seed (say,
-today's E and ``--set encoder.augment=photometric``) and prints, per row, the initial scenes and the ceiling (from
-the first), ours, the gap closed, the median rotation (and position, where there is one) error and the share of
-right classes of each::
+Reads the ``results.json`` of two or more ``scenefit experiment shift`` folders of the same setting, scale and
+seed (say, today's E and ``--set encoder.augment=nuisance``) and prints, per row, the initial scenes and the
+ceiling (from the first), ours, the gap closed, the median rotation (and position, where there is one) error and
+the share of right classes of each; then, for the last folder, the issue's targets per strong row: gap closed
+>= 0.8 (skipped where the ceiling is within 3 points of initial) and every median error <= 2x its clean one::
 
-    python benchmarks/compare_shift.py runs/shift-rot-g2 runs/shift-rot-g2-aug --names clean-E augmented-E
+    python benchmarks/compare_shift.py runs/shift-rot-g2 runs/shift-rot-g2-nui --names clean-E nuisance-E
 """
 
 from __future__ import annotations
@@ -34,24 +35,47 @@ def cell(r: dict | None, key: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("before", type=Path)
-    p.add_argument("after", type=Path)
-    p.add_argument("--names", nargs=2, default=["before", "after"])
+    p.add_argument("folders", type=Path, nargs="+", help="two or more experiment folders, the first one's rows first")
+    p.add_argument("--names", nargs="+", default=None, help="one name per folder (default: the folder names)")
     args = p.parse_args()
-    a, b = rows(args.before), rows(args.after)
-    pos = any("position_median_px" in r["attribute_error"] for r in a.values())
+    names = args.names or [f.name for f in args.folders]
+    if len(args.folders) < 2 or len(names) != len(args.folders):
+        p.error(f"need two or more folders and one name each; got {len(args.folders)} folders, {len(names)} names")
+    runs = [rows(f) for f in args.folders]
+    order = list(runs[0]) + [r for run in runs[1:] for r in run if r not in runs[0]]
+    pos = any("position_median_px" in r["attribute_error"] for r in runs[0].values())
     keys = ["ours", "gap", "rot"] + (["pos"] if pos else []) + ["cls"]
     label = {"ours": "ours %", "gap": "gap closed", "rot": "rot. err °", "pos": "pos. err px", "cls": "class right"}
-    n1, n2 = args.names
-    head = ["shift", "initial %", "ceiling %"] + [f"{label[k]} {n}" for k in keys for n in (n1, n2)]
+    head = ["shift", "initial %", "ceiling %"] + [f"{label[k]} {n}" for k in keys for n in names]
     print("| " + " | ".join(head) + " |")
     print("|---|" + "---:|" * (len(head) - 1))
-    for name, r in a.items():
-        s = b.get(name)
-        acc = r["accuracy"]
+    for name in order:
+        first = next(run[name] for run in runs if name in run)
+        acc = first["accuracy"]
         cells = [name, f"{100 * acc['initial']:.1f}", f"{100 * acc['ceiling']:.1f}"]
-        cells += [c for k in keys for c in (cell(r, k), cell(s, k))]
+        cells += [cell(run.get(name), k) for k in keys for run in runs]
         print("| " + " | ".join(cells) + " |")
+    print()
+    print(f"Targets for {names[-1]}: " + "; ".join(missed(runs[-1])))
+
+
+def missed(run: dict[str, dict]) -> list[str]:
+    """Per strong row, ``ok`` or what it misses: gap closed < 0.8, or a median error over 2x the clean row's."""
+    clean = run["clean"]["attribute_error"]
+    out = []
+    for name, r in run.items():
+        if not name.endswith(":strong"):
+            continue
+        miss = []
+        g = r["gap_closed"]
+        if g is not None and g < 0.8:
+            miss.append(f"gap {g:.2f}")
+        for key, unit in (("rotation_median_abs", "°"), ("position_median_px", " px")):
+            v, c = r["attribute_error"].get(key), clean.get(key)
+            if v is not None and c is not None and v > 2 * c:
+                miss.append(f"{key.split('_')[0]} err {v:.1f}{unit} > 2 x {c:.1f}{unit}")
+        out.append(f"{name} " + ("ok" if not miss else ", ".join(miss)) + (" (gap n/a)" if g is None else ""))
+    return out
 
 
 if __name__ == "__main__":
