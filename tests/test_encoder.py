@@ -160,3 +160,20 @@ def test_nuisance_augment_helps_e_read_every_strong_look_shift(trained, held_out
 
     assert err(nui, images) < 25.0  # measured 16.2° (clean E: 11.2°)
     assert mean_shifted(nui) < 0.8 * mean_shifted(clean)  # measured 22.0° against 34.6°
+
+
+def test_augment_prob_is_checked_and_keys_the_encoder_only_where_it_matters(tmp_path):
+    from scenefit.configio import load_config
+    from scenefit.models import Models
+    from scenefit.resolve import resolve
+    from scenefit.runs import ModelStore
+
+    with pytest.raises(ValueError, match=re.escape("encoder.augment_prob must be in [0, 1], got 1.5")):
+        EncoderConfig(augment_prob=1.5)
+    store = ModelStore(tmp_path)
+    keys = {}
+    for aug, prob in (("none", 1.0), ("none", 0.5), ("nuisance", 1.0), ("nuisance", 0.5)):
+        res = resolve(load_config("rot-g2", {"setting": {"n_targets": 8, "n_test": 8}, "encoder": {"augment": aug, "augment_prob": prob}}))
+        keys[aug, prob] = Models(res, store).key("encoder")
+        res.close()
+    assert keys["none", 1.0] == keys["none", 0.5] and len({keys["none", 1.0], keys["nuisance", 1.0], keys["nuisance", 0.5]}) == 3

@@ -79,4 +79,5 @@ def test_report_flags_a_fit_collapsed_onto_one_category(tmp_path):
     md = (folder / "fit_report.md").read_text()
     assert "| digit | most common 1: 87.5% | 1: 10.0% | – | – |" in md
     assert ("- **digit**: 87.5% of the fitted rows are '1' (the initial distribution: 10.0%); the fit may have collapsed "
-            "onto one category because the targets look unlike the engine's renders.") in md
+            "onto one category because the targets look unlike the engine's renders (with the amortized fit, an encoder "
+            "trained with encoder.augment nuisance reads other looks better).") in md

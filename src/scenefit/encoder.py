@@ -43,6 +43,7 @@ class EncoderConfig:
     :func:`scenefit.augment.photometric_augment` (brightness, contrast, gamma, blur, noise; one draw per image), so
     that E reads targets whose look differs from the engine's; ``nuisance`` adds stroke width, content scale and
     resolution draws first (:func:`scenefit.augment.nuisance_augment`), for pens and scanners that differ too.
+    augment_prob: the share of each batch's images that are augmented (the others stay clean renders).
     """
 
     width: int = 16
@@ -52,6 +53,7 @@ class EncoderConfig:
     steps: int = 8000
     norm: str = "batch"
     augment: str = "none"
+    augment_prob: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("width", "bins", "batch_size", "steps"):
@@ -66,6 +68,8 @@ class EncoderConfig:
             raise ValueError(f"encoder.norm must be 'batch' or 'none', got {self.norm!r}")
         if self.augment not in AUGMENTS:
             raise ValueError(f"encoder.augment must be one of {list(AUGMENTS)}, got {self.augment!r}")
+        if not 0.0 <= self.augment_prob <= 1.0:
+            raise ValueError(f"encoder.augment_prob must be in [0, 1], got {self.augment_prob}")
 
 
 class AttributeEncoder(nn.Module):
@@ -174,10 +178,11 @@ def train_encoder(
         attrs = engine.space.sample_uniform(cfg.batch_size, g)
         with torch.no_grad():
             images = engine.images(attrs, g)
-            if cfg.augment == "photometric":
-                images = photometric_augment(images, g)
-            elif cfg.augment == "nuisance":
-                images = nuisance_augment(images, g)
+            if cfg.augment != "none":
+                pick = torch.rand(images.shape[0], generator=g) < cfg.augment_prob if cfg.augment_prob < 1 else slice(None)
+                aug = photometric_augment if cfg.augment == "photometric" else nuisance_augment
+                if isinstance(pick, slice) or pick.any():
+                    images[pick] = aug(images[pick], g)
         loss = enc.loss(images.to(device), attrs.to(device))
         check_loss(loss, "encoder E", "encoder.lr", step)
         opt.zero_grad(set_to_none=True)

@@ -150,7 +150,8 @@ def report_flags(rows: list[dict]) -> list[str]:
         if md is not None and md["share"] > COLLAPSE_SHARE and md["share"] > 2 * md["initial_share"]:
             flags.append(f"**{r['name']}**: {100 * md['share']:.1f}% of the fitted rows are '{md['category']}' (the "
                          f"initial distribution: {100 * md['initial_share']:.1f}%); the fit may have collapsed onto one "
-                         "category because the targets look unlike the engine's renders.")
+                         "category because the targets look unlike the engine's renders (with the amortized fit, an "
+                         "encoder trained with encoder.augment nuisance reads other looks better).")
         for side in ("low", "high"):
             if r[side] is not None and r[side] > AT_BOUND_WARN:
                 flags.append(f"**{r['name']}**: {100 * r[side]:.1f}% of the fitted rows sit at the {side} bound; the "

@@ -64,6 +64,8 @@ class Models:
             enc = asdict(c.encoder)
             if enc["augment"] == "none":  # the default keeps the keys of encoders trained before the option existed
                 del enc["augment"]
+            if enc["augment_prob"] == 1.0 or "augment" not in enc:  # likewise for the share (moot without augmentation)
+                del enc["augment_prob"]
             return key_of("encoder", fe, enc, c.seed)
         if stage == "features":
             m = c.setting.initial
