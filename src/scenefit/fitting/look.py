@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from scenefit.attributes import AttributeSpace
+
 GRID = 4
 """Cells per side of the look statistics' mean grid."""
 
@@ -75,9 +77,9 @@ def split_look(attrs: torch.Tensor, look: LookTerm | None) -> tuple[torch.Tensor
     return content, torch.where(mask, attrs, attrs.detach())
 
 
-def make_look_term(space, images: torch.Tensor, weight: float, batch: int = 1024) -> LookTerm | None:
-    """The look term of targets ``images`` (N, C, H, W) at the fitting resolution, or None when ``space`` (an
-    :class:`~scenefit.attributes.AttributeSpace`) has no look attribute."""
+def make_look_term(space: AttributeSpace, images: torch.Tensor, weight: float, batch: int = 1024) -> LookTerm | None:
+    """The look term of targets ``images`` (N, C, H, W) at the fitting resolution, or None when ``space`` has no look
+    attribute."""
     if not space.look:
         return None
     stats = torch.cat([look_statistics(images[i : i + batch].float()) for i in range(0, images.shape[0], batch)])
