@@ -21,6 +21,18 @@ from scenefit.looks import gaussian_blur
 from scenefit.shifts import dilate, erode, lowres, pixel_factor
 
 
+def _check(cfg: object, ranges: tuple[str, ...], probs: tuple[str, ...]) -> None:
+    """Raise ValueError naming the field unless every ``ranges`` field is ``(lo, hi)`` with 0 < lo <= hi (finite) and
+    every ``probs`` field lies in [0, 1]."""
+    for name in ranges:
+        lo, hi = getattr(cfg, name)
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+            raise ValueError(f"augment.{name} must be a range 0 < lo <= hi, got ({lo}, {hi})")
+    for name in probs:
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise ValueError(f"augment.{name} must be in [0, 1], got {getattr(cfg, name)}")
+
+
 @dataclass(frozen=True)
 class PhotometricAugment:
     """Ranges of one random draw per image; a factor range ``(a, a)`` is a fixed factor, ``(1, 1)`` the identity.
@@ -40,12 +52,7 @@ class PhotometricAugment:
     noise: float = 0.03
 
     def __post_init__(self) -> None:
-        for name in ("brightness", "contrast", "saturation", "gain", "gamma"):
-            lo, hi = getattr(self, name)
-            if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
-                raise ValueError(f"augment.{name} must be a range 0 < lo <= hi, got ({lo}, {hi})")
-        if not 0.0 <= self.blur_prob <= 1.0:
-            raise ValueError(f"augment.blur_prob must be in [0, 1], got {self.blur_prob}")
+        _check(self, ("brightness", "contrast", "saturation", "gain", "gamma"), ("blur_prob",))
         if not (self.blur_sigma >= 0 and self.noise >= 0):
             raise ValueError(f"augment.blur_sigma and augment.noise must be >= 0, got {self.blur_sigma}, {self.noise}")
 
@@ -100,13 +107,7 @@ class NuisanceAugment:
     photometric: PhotometricAugment = PhotometricAugment(blur_sigma=2.0, noise=0.1)
 
     def __post_init__(self) -> None:
-        for name in ("stroke_prob", "lowres_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"augment.{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("scale", "lowres_factor"):
-            lo, hi = getattr(self, name)
-            if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
-                raise ValueError(f"augment.{name} must be a range 0 < lo <= hi, got ({lo}, {hi})")
+        _check(self, ("scale", "lowres_factor"), ("stroke_prob", "lowres_prob"))
 
 
 def _scale_about_centroid(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
