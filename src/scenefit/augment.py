@@ -33,6 +33,12 @@ def _check(cfg: object, ranges: tuple[str, ...], probs: tuple[str, ...]) -> None
             raise ValueError(f"augment.{name} must be in [0, 1], got {getattr(cfg, name)}")
 
 
+def _check_batch(images: torch.Tensor) -> None:
+    """Raise ValueError unless ``images`` is a (B, 1, H, W) or (B, 3, H, W) batch."""
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (B, 1, H, W) or (B, 3, H, W), got shape {tuple(images.shape)}")
+
+
 @dataclass(frozen=True)
 class PhotometricAugment:
     """Ranges of one random draw per image; a factor range ``(a, a)`` is a fixed factor, ``(1, 1)`` the identity.
@@ -64,8 +70,7 @@ def photometric_augment(images: torch.Tensor, generator: torch.Generator, cfg: P
     other draws do not depend on the channel count. Returns a new (B, C, H, W) tensor in [0, 1];
     deterministic for the generator's state.
     """
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (B, 1, H, W) or (B, 3, H, W), got shape {tuple(images.shape)}")
+    _check_batch(images)
     rgb = images.shape[1] == 3
     cfg = cfg or PhotometricAugment()
     b = images.shape[0]
@@ -131,8 +136,7 @@ def _scale_about_centroid(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor
 def nuisance_augment(images: torch.Tensor, generator: torch.Generator, cfg: NuisanceAugment | None = None) -> torch.Tensor:
     """Augment images (B, C, H, W) in [0, 1] (C = 1 or 3) with :class:`NuisanceAugment`: stroke, scale, resolution,
     then the photometric draw. Returns a new (B, C, H, W) tensor in [0, 1]; deterministic for the generator's state."""
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (B, 1, H, W) or (B, 3, H, W), got shape {tuple(images.shape)}")
+    _check_batch(images)
     cfg = cfg or NuisanceAugment()
     b, _, h, w = images.shape
     r = pixel_factor(h, w)
