@@ -32,15 +32,15 @@ SHAPES_DIR = ROOT / "examples" / "custom_engine"
 
 
 
-@pytest.fixture(scope="module", params=["digits", "street", "shapes"])
+@pytest.fixture(scope="module", params=["digits", "street", "street-camera", "shapes"])
 def engine(request):
     """The engine under test, built once per module and closed at the end."""
     if request.param == "digits":
         eng = digit_engine(canvas=32)
-    elif request.param == "street":
+    elif request.param.startswith("street"):
         if not gl_ok():
             pytest.skip("no headless OpenGL (EGL) context available for the street engine")
-        eng = StreetEngine(height=32, width=96)
+        eng = StreetEngine(height=32, width=96, camera=request.param == "street-camera")
     else:
         if not (SHAPES_DIR / "shapes_engine.py").is_file():
             pytest.skip(f"the example engine {SHAPES_DIR / 'shapes_engine.py'} does not exist yet")

@@ -94,6 +94,9 @@ class Mixture:
         p = torch.tensor(c.probs, dtype=torch.float64) if isinstance(c, Categorical) else torch.ones(n, dtype=torch.float64)
         return p / p.sum()
 
+    def _names(self, name: str) -> bool:
+        return name in self.defaults or any(name in c.attrs for c in self.components)
+
     def _has_probs(self, name: str) -> bool:
         return any(isinstance(c.attrs.get(name, self.defaults.get(name)), Categorical) for c in self.components)
 
@@ -135,7 +138,8 @@ class Mixture:
         return space.clamp(torch.tensor([out], dtype=torch.float32))[0]
 
     def sample(self, space: AttributeSpace, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` attribute vectors.
+        """Draw ``n`` attribute vectors. A look attribute (camera, sensor) that the mixture does not name sits at 0
+        and draws nothing, so adding a camera to an engine leaves the draws of its scenes as they were.
 
         Returns:
             attrs (n, D) natural units (wrapped/clamped into bounds) and the
@@ -154,6 +158,9 @@ class Mixture:
                 continue
             if a.categorical:
                 cols.append(torch.randint(a.num_categories, (n,), generator=generator).float())
+                continue
+            if a.look and not self._names(a.name):
+                cols.append(torch.zeros(n))
                 continue
             mean = torch.tensor([self.gaussian(k, a.name).mean for k in range(len(self.components))])[comp]
             std = torch.tensor([self.gaussian(k, a.name).std for k in range(len(self.components))])[comp]

@@ -30,6 +30,7 @@ from scenefit.attributes import AttributeSpace
 from scenefit.engines.base import Engine, LabelTable
 from scenefit.engines.labels import CLASS_NAMES, IGNORE_INDEX, id_to_train_id_table, label
 from scenefit.engines.registry import register_engine
+from scenefit.engines.street_camera import CAMERA_ATTRIBUTES, CAMERA_NAMES, apply_camera
 from scenefit.engines.street_layout import layout_scenes
 from scenefit.engines.street_mesh import scene_triangles
 from scenefit.engines.street_scene import SKY, STREET_ATTRIBUTES, LayoutConfig, Scenes
@@ -90,7 +91,9 @@ class StreetConfig:
     height, width: image size (px); focal_fraction: focal length / width (KITTI by
     default); lighting: sun + ambient + fog (False: raw albedo, for tests);
     fog_distance (m): distance at which fog reaches 63%; frames_per_pass: frames
-    drawn per draw/read cycle (changes speed and memory, never pixels).
+    drawn per draw/read cycle (changes speed and memory, never pixels); camera: add
+    the ten camera attributes of :mod:`~scenefit.engines.street_camera` (look
+    attributes, neutral at 0) after the twenty scene attributes.
     """
 
     height: int = 96
@@ -100,6 +103,7 @@ class StreetConfig:
     fog_distance: float = 600.0
     frames_per_pass: int = 32
     layout: LayoutConfig = field(default_factory=LayoutConfig)
+    camera: bool = False
 
     def __post_init__(self) -> None:
         for name in ("height", "width", "frames_per_pass"):
@@ -110,6 +114,8 @@ class StreetConfig:
             raise ValueError(f"StreetConfig image size {self.height}x{self.width} exceeds 4096; render smaller frames")
         if not 0.05 <= self.focal_fraction <= 10.0:
             raise ValueError(f"StreetConfig.focal_fraction must be in [0.05, 10], got {self.focal_fraction}")
+        if not isinstance(self.camera, bool):
+            raise ValueError(f"StreetConfig.camera must be true or false, got {self.camera!r}")
         if self.fog_distance <= 0:
             raise ValueError(f"StreetConfig.fog_distance must be > 0 m, got {self.fog_distance}")
 
@@ -137,6 +143,8 @@ INITIAL_SCENE: dict[str, float] = {
     "sun_brightness": 0.6,
     "sky_color": 0.6,
 }
+NEUTRAL_CAMERA: dict[str, float] = {name: 0.0 for name in CAMERA_NAMES}
+"""The neutral camera (every camera attribute at 0): the initial scenes' camera."""
 
 
 @register_engine("street")
@@ -165,7 +173,7 @@ class StreetEngine(Engine):
         self.config = StreetConfig(**{**{k: getattr(base, k) for k in known}, **overrides})
         self.height, self.width = self.config.height, self.config.width
         self.focal_px = self.config.focal_fraction * self.width
-        self.space = AttributeSpace(STREET_ATTRIBUTES)
+        self.space = AttributeSpace(STREET_ATTRIBUTES + (CAMERA_ATTRIBUTES if self.config.camera else ()))
         self._gl: dict | None = None
         self._train_id_u8 = id_to_train_id_table().numpy().astype(np.uint8)  # (256,) id -> train id
 
@@ -178,7 +186,8 @@ class StreetEngine(Engine):
         return layout_scenes(rows, self.space.names, rngs, self.focal_px, self.height, self.width, self.config.layout)
 
     def render_seeded(self, attrs: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Render attribute rows ``attrs`` (B, 20) in natural units; row i depends only on (attrs[i], seeds[i]).
+        """Render attribute rows ``attrs`` (B, D) in natural units (D = 20, or 30 with the camera); row i depends only
+        on (attrs[i], seeds[i]).
 
         Rows outside the attribute bounds raise ``ValueError`` naming the attribute.
 
@@ -195,29 +204,38 @@ class StreetEngine(Engine):
                    "label_id": torch.zeros(0, h, w, dtype=torch.int64)}
         else:
             out = self.render_scenes(self.scenes(attrs, seeds))
+            if self.config.camera:
+                out["image"] = apply_camera(out["image"], attrs[:, len(STREET_ATTRIBUTES):].detach().cpu(), seeds.cpu())
         out["seed"] = seeds.clone().to(torch.int64)
         return {k: v.to(attrs.device) for k, v in out.items()}
 
     def initial_centre(self) -> torch.Tensor:
-        """The initial scene's centre, :data:`INITIAL_SCENE`, as one (20,) float32 row in natural units."""
-        return torch.tensor([INITIAL_SCENE[name] for name in self.space.names], dtype=torch.float32)
+        """The initial scene's centre, :data:`INITIAL_SCENE` (and the neutral camera), as one (D,) float32 row."""
+        centre = {**INITIAL_SCENE, **NEUTRAL_CAMERA}
+        return torch.tensor([centre[name] for name in self.space.names], dtype=torch.float32)
 
     def sample_initial(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Initial scenes: a plain, average two-lane street, each attribute N(default, 5% of span), clamped.
+        """Initial scenes: a plain, average two-lane street, each scene attribute N(default, 5% of span), clamped,
+        seen by the neutral camera (the user's prior knows nothing of the target camera; the scene draws are the
+        same with and without the camera).
 
         Returns:
-            (n, 20) float32 attribute rows in natural units.
+            (n, D) float32 attribute rows in natural units.
         """
         generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        k = len(STREET_ATTRIBUTES)
         mean = self.initial_centre()
-        span = torch.tensor([0.0 if a.categorical else a.span for a in self.space], dtype=torch.float32)
-        x = mean + 0.05 * span * torch.randn(n, self.space.dim, generator=generator)
+        span = torch.tensor([0.0 if a.categorical else a.span for a in self.space.attributes[:k]], dtype=torch.float32)
+        x = mean.repeat(n, 1)
+        x[:, :k] = mean[:k] + 0.05 * span * torch.randn(n, k, generator=generator)
         return self.space.clamp(x)
 
     def describe(self) -> dict:
         """Identity for checkpoint checks: adds the renderer settings (focal length, lighting, fog, layout)."""
         cfg = asdict(self.config)
         cfg.pop("frames_per_pass")  # changes speed, not pixels
+        if not cfg["camera"]:
+            cfg.pop("camera")  # engines without the camera keep the identity (and model keys) they had before it
         return {**super().describe(), "config": cfg}
 
     def resized(self, height: int, width: int) -> "StreetEngine":
