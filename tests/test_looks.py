@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pytest
 import torch
 
-from scenefit.looks import LOOKS, apply_look, gaussian_blur, register_look, street_grade
+from scenefit.looks import LOOKS, apply_look, gaussian_blur, register_look, street_grade, street_grade_draws
 
 
 def _img(b: int = 4, h: int = 24, w: int = 40, seed: int = 0) -> torch.Tensor:
@@ -115,3 +116,16 @@ def test_register_look_adds_a_named_look():
         assert torch.equal(apply_look("test-dim", img, torch.tensor([0, 1]), {"factor": 0.25}), img * 0.25)
     finally:
         LOOKS.pop("test-dim", None)
+
+
+def test_street_grade_output_is_unchanged_and_its_draws_are_returned():
+    """The built-in targets' look must stay bit-identical (issue 18): this digest was computed with the look as it
+    was before the street camera existed (commit 7972f9d)."""
+    g = torch.Generator().manual_seed(0)
+    img = torch.randint(0, 256, (6, 3, 24, 80), generator=g).float() / 255
+    seeds = torch.tensor([1, 2, 3, 40, 99, 12345])
+    out = street_grade(img, seeds)
+    assert hashlib.sha256(out.numpy().tobytes()).hexdigest() == "b7b6e4f8867e8daa9663afc0f3c6096a7b1b90ee6ce95d1f07fd146da3804f9c"
+    d = street_grade_draws(seeds)
+    assert d["gains"].shape == (6, 3) and ((d["gains"] >= 0.92) & (d["gains"] <= 1.08)).all()
+    assert ((d["blur_sigma"] >= 0.5) & (d["blur_sigma"] <= 1.1)).all() and ((d["vignetting"] >= 0.2) & (d["vignetting"] <= 0.45)).all()

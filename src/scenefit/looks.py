@@ -52,21 +52,29 @@ def gaussian_blur(image: torch.Tensor, sigma: torch.Tensor, radius: int | None =
 _GRADE = torch.tensor([[1.08, 0.06, -0.04], [0.02, 1.00, 0.00], [-0.02, 0.04, 0.86]])
 
 
+def street_grade_draws(seeds: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The per-image draws of the ``street-grade`` look for look seeds (B,): ``gains`` (B, 3) white-balance gains,
+    ``blur_sigma`` (B,) px at the image's own resolution, ``vignetting`` (B,) the ``k`` of ``1 - k r^2``. The
+    fixed part of the look (grading matrix, 15% desaturation, gamma 0.85, noise levels) is in the module doc."""
+    u = row_uniform(seeds, 5)  # per row: 3 gains, blur sigma, vignetting strength
+    return {"gains": 0.92 + 0.16 * u[:, :3], "blur_sigma": 0.5 + 0.6 * u[:, 3], "vignetting": 0.2 + 0.25 * u[:, 4]}
+
+
 def street_grade(images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
     """The built-in street target look (module doc) on RGB images (B, 3, H, W); returns multiples of 1/255."""
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"street-grade needs RGB images (B, 3, H, W), got shape {tuple(images.shape)}")
     b, _, h, w = images.shape
-    u = row_uniform(seeds, 5).to(images.device)  # per row: 3 gains, blur sigma, vignetting strength
+    d = {k: v.to(images.device) for k, v in street_grade_draws(seeds).items()}
     x = torch.einsum("oc,bchw->bohw", _GRADE.to(images.device), images.float())
     grey = x.mean(1, keepdim=True)
     x = (0.85 * x + 0.15 * grey).clamp(0, 1) ** 0.85
-    x = x * (0.92 + 0.16 * u[:, :3, None, None])
-    x = gaussian_blur(x, 0.5 + 0.6 * u[:, 3], radius=4)  # 4 = ceil(3 * 1.1): rows do not depend on each other
+    x = x * d["gains"][:, :, None, None]
+    x = gaussian_blur(x, d["blur_sigma"], radius=4)  # 4 = ceil(3 * 1.1): rows do not depend on each other
     yy = (torch.arange(h, device=x.device) + 0.5 - h / 2) / (h / 2)
     xx = (torch.arange(w, device=x.device) + 0.5 - w / 2) / (w / 2)
     r2 = (xx[None] ** 2 + yy[:, None] ** 2) / 2  # 1 at the corners
-    x = x * (1 - (0.2 + 0.25 * u[:, 4, None, None, None]) * r2)
+    x = x * (1 - d["vignetting"][:, None, None, None] * r2)
     noise = row_normal(seeds, 3 * h * w, stream=1).view(b, 3, h, w).to(x.device)
     x = x + noise * torch.sqrt(0.012**2 + 0.02**2 * x.clamp(min=0))
     return (x.clamp(0, 1) * 255).round() / 255
