@@ -10,7 +10,8 @@ What is accepted (every other file in the folder is an error that names it):
   antialiased when shrinking); one warning says how many were cropped or resized;
 - images above 89 million pixels (Pillow's decompression-bomb limit) are refused.
 
-Sub-folders and entries that are not regular files (broken links, say) are skipped with one warning.
+Which files are targets, and their names (paths relative to the folder; sub-folders, KITTI and Cityscapes roots,
+``--glob``): :mod:`scenefit.targetfiles`.
 """
 
 from __future__ import annotations
@@ -24,36 +25,15 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm")
+from scenefit.targetfiles import IMAGE_SUFFIXES, TargetFiles, TargetFolderError, find_targets  # noqa: F401  (re-exported: older imports)
+
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-class TargetFolderError(ValueError):
-    """A target folder or one of its files cannot be used."""
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files of ``folder`` (sorted by name, non-recursive, hidden files ignored); raises if missing or empty."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise TargetFolderError(f"target folder does not exist: {folder}")
-    if not folder.is_dir():
-        raise TargetFolderError(f"target path is not a folder: {folder}")
-    files, skipped = [], []
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
-            continue
-        (files if p.is_file() else skipped).append(p)
-    if skipped:
-        warnings.warn(f"{folder}: skipped {len(skipped)} entries that are not image files "
-                      f"(sub-folders or broken links: {', '.join(p.name for p in skipped[:3])}{', ...' if len(skipped) > 3 else ''})",
-                      stacklevel=2)
-    if not files:
-        raise TargetFolderError(f"target folder is empty: {folder} (expected PNG or JPEG images)")
-    for p in files:
-        if p.suffix.lower() not in IMAGE_SUFFIXES:
-            raise TargetFolderError(f"not an image file: {p} (supported: {', '.join(IMAGE_SUFFIXES)})")
-    return files
+def list_images(folder: str | Path, pattern: str | None = None) -> list[Path]:
+    """The target image files of ``folder`` (sub-folders too; KITTI/Cityscapes roots; ``pattern`` as ``--glob``),
+    sorted by relative path: :func:`scenefit.targetfiles.find_targets`; raises if missing or empty."""
+    return list(find_targets(folder, pattern).files)
 
 
 def read_image(path: str | Path, channels: int) -> np.ndarray:
@@ -145,14 +125,21 @@ def size_warning(folder, changed: dict, total: int, height: int, width: int) -> 
     return f"{folder}: {what} {sum(changed.values())} of {total} images to {width}x{height} ({sizes})"
 
 
-def load_image_folder(folder: str | Path, channels: int, height: int, width: int, progress: bool = True) -> tuple[torch.Tensor, list[str]]:
-    """Every image of ``folder`` as (N, channels, height, width) float32 in [0, 1], and the file names.
+def load_image_folder(folder: str | Path, channels: int, height: int, width: int, progress: bool = True,
+                      pattern: str | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Every target image of ``folder`` (``pattern``: see :func:`list_images`) as (N, channels, height, width) float32
+    in [0, 1], and their names (paths relative to ``folder``, ``/``-separated; the file names in a flat folder).
 
     Nothing is returned partially: any unreadable file raises :class:`TargetFolderError` naming it.
     """
-    files = list_images(folder)
-    out, changed = load_images(files, channels, height, width, progress)
-    msg = size_warning(folder, changed, len(files), height, width)
+    return load_targets(find_targets(folder, pattern), channels, height, width, progress)
+
+
+def load_targets(found: TargetFiles, channels: int, height: int, width: int, progress: bool = True) -> tuple[torch.Tensor, list[str]]:
+    """The images of ``found`` (:func:`scenefit.targetfiles.find_targets`) as (N, channels, height, width) float32 in
+    [0, 1], and their names; one warning says how many were cropped or resized."""
+    out, changed = load_images(list(found.files), channels, height, width, progress)
+    msg = size_warning(found.root, changed, len(found.files), height, width)
     if msg:
-        warnings.warn(msg, stacklevel=2)
-    return out, [p.name for p in files]
+        warnings.warn(msg, stacklevel=3)
+    return out, list(found.names)
