@@ -1,8 +1,8 @@
 """Command line: thin wrappers over library functions.
 
     scenefit run PRESET_OR_CONFIG --out DIR          the whole pipeline: targets, F/G/E, fit, dataset, scores
-    scenefit fit PRESET_OR_CONFIG --targets FOLDER --out DATASET [--models DIR]
-    scenefit check PRESET_OR_CONFIG [--targets FOLDER] [--models DIR]     validate everything, train nothing
+    scenefit fit PRESET_OR_CONFIG --targets FOLDER [--glob PATTERN] --out DATASET [--models DIR]
+    scenefit check PRESET_OR_CONFIG [--targets FOLDER [--glob PATTERN]] [--models DIR]     validate everything, train nothing
     scenefit train-surrogate PRESET_OR_CONFIG --out DIR
     scenefit evaluate RUN_DIR
     scenefit presets
@@ -21,6 +21,11 @@ from pathlib import Path
 
 from scenefit.config import ConfigError, RunConfig
 from scenefit.configio import load_config, load_saved_config, overrides_from_strings, preset, preset_names
+
+
+GLOB_HELP = ("which files of --targets are targets, relative to it, e.g. 'training/image_2/*.png' or "
+             "'**/*_leftImg8bit.png' ('**' descends into sub-folders; default: every image, sub-folders too, "
+             "or the images of a KITTI or Cityscapes root)")
 
 
 class Terminated(Exception):
@@ -68,7 +73,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     res = fit_folder(_config(args), args.targets, args.out, args.models, args.overwrite, progress=not args.no_progress,
                      backend=args.backend, workers=args.workers, ray_address=args.ray_address, shard_size=args.shard_size,
-                     threads=args.threads, retrain=args.retrain)
+                     threads=args.threads, retrain=args.retrain, glob=args.glob)
     print(f"fitted {res['targets']} targets ({res['rows']} rows, {res['shards']} shards, {res['ran']} run now) in {res['seconds']:.0f}s "
           f"(mean content loss {res['mean_loss']:.4f}); models: {res['models']}; dataset: {res['dataset']}")
     return 0
@@ -77,7 +82,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from scenefit.workflows import check
 
-    for line in check(_config(args), args.targets, args.models):
+    for line in check(_config(args), args.targets, args.models, args.glob):
         print(line)
     return 0
 
@@ -125,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
     f = sub.add_parser("fit", help="fit a folder of target images and write the labeled synthetic dataset")
     _common(f)
-    f.add_argument("--targets", required=True, help="folder of target images (PNG, JPEG, ...; any size: centre-cropped and resized)")
+    f.add_argument("--targets", required=True,
+                   help="folder of target images (PNG, JPEG, ...; any size: centre-cropped and resized), sub-folders too; "
+                        "a KITTI root reads its image_2 folders, a Cityscapes root its leftImg8bit folder")
+    f.add_argument("--glob", default=None, metavar="PATTERN", help=GLOB_HELP)
     f.add_argument("--out", required=True, help="dataset folder to create")
     f.add_argument("--models", default=None,
                    help="run folder or model store to read F, G, E from, never changed (default: the user's store, "
@@ -142,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a config (and a target folder, a model folder) without training anything")
     _common(c)
     c.add_argument("--targets", default=None, help="a target folder to read and check")
+    c.add_argument("--glob", default=None, metavar="PATTERN", help=GLOB_HELP)
     c.add_argument("--models", default=None, help="a run folder or model store to check for the trained networks")
     c.set_defaults(func=cmd_check)
     t = sub.add_parser("train-surrogate", help="train the surrogate G and report its held-out L1")

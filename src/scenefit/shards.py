@@ -35,18 +35,25 @@ SHARDS = "shards"
 
 @dataclass(frozen=True)
 class Shard:
-    """Shard ``index``: target ``files`` (absolute paths) numbered from ``first`` among all targets."""
+    """Shard ``index``: target ``files`` (absolute paths) numbered from ``first`` among all targets, and their
+    ``names`` in the dataset (paths relative to the target folder, :mod:`scenefit.targetfiles`)."""
 
     index: int
     files: tuple[str, ...]
     first: int
+    names: tuple[str, ...]
 
 
-def plan_shards(files: list[Path], size: int) -> list[Shard]:
-    """Cut ``files`` into shards of ``size`` targets (the last may be shorter)."""
+def plan_shards(files: list[Path], size: int, names: list[str] | None = None) -> list[Shard]:
+    """Cut ``files`` into shards of ``size`` targets (the last may be shorter); ``names``: the targets' names
+    (default: the file names)."""
     if size < 1:
         raise ValueError(f"shard size must be >= 1, got {size}")
-    return [Shard(k, tuple(str(Path(f).resolve()) for f in files[i : i + size]), i) for k, i in enumerate(range(0, len(files), size))]
+    names = [Path(f).name for f in files] if names is None else list(names)
+    if len(names) != len(files):
+        raise ValueError(f"{len(files)} target files but {len(names)} names")
+    return [Shard(k, tuple(str(Path(f).resolve()) for f in files[i : i + size]), i, tuple(names[i : i + size]))
+            for k, i in enumerate(range(0, len(files), size))]
 
 
 def marker_path(folder: str | Path, index: int) -> Path:
@@ -109,7 +116,7 @@ class ShardWorker:
         rows, seeds = rendered_rows(result.attrs, reps, self.cfg.seed, shard.first)
         out = render_rows(e, rows, seeds)
         t_render = time.time()
-        names = [Path(f).name for f in shard.files]
+        names = list(shard.names)
         cols = write_rows(self.folder, shard.first * reps, out["image"], out["label"], rows, e, [n for n in names for _ in range(reps)],
                           result.loss.repeat_interleave(reps), seeds, self.width)
         (self.folder / SHARDS).mkdir(exist_ok=True)
@@ -142,10 +149,13 @@ def merge_shards(folder: str | Path, shards: list[Shard]) -> tuple[dict[str, lis
     return meta, fit
 
 
-def job_record(config: dict, model_keys: dict[str, str], files: list[Path], shard_size: int) -> dict:
-    """What a work folder was started for (a key over the config, the networks, every target file's name, size and
-    modification time, and the shard size): a rerun resumes it only when the key is equal."""
-    stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+def job_record(config: dict, model_keys: dict[str, str], files: list[Path], shard_size: int,
+               names: list[str] | None = None) -> dict:
+    """What a work folder was started for (a key over the config, the networks, every target's name — ``names``,
+    default the file names — size and modification time, and the shard size): a rerun resumes it only when the key
+    is equal."""
+    names = [f.name for f in files] if names is None else list(names)
+    stats = [(name, f.stat().st_size, f.stat().st_mtime_ns) for name, f in zip(names, files, strict=True)]
     return {"key": key_of("job", config, model_keys, stats, shard_size), "targets": len(files), "shard_size": shard_size}
 
 

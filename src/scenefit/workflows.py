@@ -17,12 +17,13 @@ import torch
 
 from scenefit.config import ConfigError, RunConfig
 from scenefit.evaluate import sample_grid, summary_markdown
-from scenefit.imagefolder import load_image_folder
+from scenefit.imagefolder import load_targets
 from scenefit.io import atomic_write_text, follow_umask, read_json, replace_dir, write_json, write_parquet
 from scenefit.models import Models
 from scenefit.pipeline import Pipeline
 from scenefit.resolve import resolve
 from scenefit.runs import FolderError, ModelStore, check_disjoint, claim, clean_partials, locked, sibling_lock
+from scenefit.targetfiles import find_targets
 
 METHODS = ("initial", "ours", "oracle")
 
@@ -104,8 +105,11 @@ def run_pipeline(cfg: RunConfig, out: str | Path, progress: bool = True, log: Ca
 def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str | Path | None = None, overwrite: bool = False,
                progress: bool = True, log: Callable[[str], None] = print, backend: str = "local", workers: int = 1,
                ray_address: str | None = None, shard_size: int = 2048, threads: int | None = None, retrain: bool = False,
-               on_done: Callable[[dict, list], None] | None = None) -> dict:
-    """Fit every image of folder ``targets`` and write the labeled dataset to ``out``, shard by shard (:mod:`scenefit.shards`).
+               on_done: Callable[[dict, list], None] | None = None, glob: str | None = None) -> dict:
+    """Fit every target image of folder ``targets`` and write the labeled dataset to ``out``, shard by shard (:mod:`scenefit.shards`).
+
+    Which files are targets (sub-folders, KITTI and Cityscapes roots, ``glob`` as ``--glob``) and their names: see
+    :mod:`scenefit.targetfiles`; the rule used is logged once unless the folder is flat.
 
     Networks come from ``models`` (read as they are) or the user's model store (trained there when missing, or again
     with ``retrain``). ``out`` may not be, hold or lie inside ``targets`` or ``models``. The work goes to
@@ -115,7 +119,7 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
     from scenefit.backends import run_shards
     from scenefit.datasets import check_replaceable, clean_stale, finish_dataset
     from scenefit.fitreport import write_fit_report
-    from scenefit.imagefolder import list_images, size_warning
+    from scenefit.imagefolder import size_warning
     from scenefit.shards import done, job_record, merge_shards, plan_shards
 
     check_disjoint(out, targets=targets, models=models)
@@ -127,7 +131,10 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
     res = resolve(cfg, labeled_targets=False)
     out = Path(out)
     try:
-        files = list_images(targets)
+        found = find_targets(targets, glob)
+        files, names = list(found.files), list(found.names)
+        if found.rule:
+            log(f"[scenefit] {found.rule}")
         store = model_store(models)
         trained = Models(res, store, progress, log)
         for stage in trained.needed():
@@ -139,7 +146,7 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
             clean_stale(out)
             check_replaceable(out, overwrite)
             work = out.with_name(f".{out.name}.shards")
-            record = job_record(cfg.to_dict(), {s: trained.key(s) for s in trained.needed()}, files, shard_size)
+            record = job_record(cfg.to_dict(), {s: trained.key(s) for s in trained.needed()}, files, shard_size, names)
             if work.exists():
                 old = read_json(work / "job.json") if (work / "job.json").is_file() else None
                 if old is None:
@@ -150,7 +157,7 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
                 work.mkdir()
                 follow_umask(work, directory=True)
                 write_json(work / "job.json", record)
-            shards = plan_shards(files, shard_size)
+            shards = plan_shards(files, shard_size, names)
             todo = [s for s in shards if not done(work, s)]
             if len(todo) < len(shards):
                 log(f"[scenefit] {out}: resuming, {len(shards) - len(todo)} of {len(shards)} shards are done")
@@ -210,9 +217,10 @@ def train_models(cfg: RunConfig, out: str | Path, stages: tuple[str, ...] = ("su
         res.close()
 
 
-def check(cfg: RunConfig, targets: str | Path | None = None, models: str | Path | None = None) -> list[str]:
-    """Validate everything a run would read — the config against its engine and task, a target folder, the trained
-    networks in ``models`` — without training; returns one line per check (errors raise, naming the file or field)."""
+def check(cfg: RunConfig, targets: str | Path | None = None, models: str | Path | None = None, glob: str | None = None) -> list[str]:
+    """Validate everything a run would read — the config against its engine and task, a target folder (its files
+    chosen as by :func:`fit_folder` with ``glob``), the trained networks in ``models`` — without training; returns one
+    line per check (errors raise, naming the file or field)."""
     res = resolve(cfg, labeled_targets=targets is None)
     try:
         e, space = res.engine, res.engine.space
@@ -220,8 +228,10 @@ def check(cfg: RunConfig, targets: str | Path | None = None, models: str | Path 
                  f"{len(space)} attributes: {', '.join(space.names)}); task '{res.task_name}'; fit '{cfg.fit.method}' at "
                  f"{res.fit_engine.height}x{res.fit_engine.width}, layer '{res.content_layer}'"]
         if targets is not None:
-            _, names = load_image_folder(targets, e.channels, e.height, e.width, progress=False)
-            lines.append(f"targets: {len(names)} images in {targets}, read at {e.width}x{e.height}")
+            found = find_targets(targets, glob)
+            _, names = load_targets(found, e.channels, e.height, e.width, progress=False)
+            rule = f" ({found.rule})" if found.rule else ""
+            lines.append(f"targets: {len(names)} images in {targets}, read at {e.width}x{e.height}{rule}")
         if models is not None:
             trained = Models(res, model_store(models), progress=False, log=lambda m: None, allowed=set())
             for stage in trained.needed():
