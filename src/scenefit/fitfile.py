@@ -3,7 +3,7 @@
 Columns, one row per target:
 
 ==========================  ========================================================================
-``target``                  the target's name (its file name for a folder of images)
+``target``                  the target's name (for a folder of images its path relative to the folder, ``/``-separated)
 ``fit_loss``                content loss of the chosen candidate (the strategy's own measure)
 ``candidate``               index of the chosen candidate among the target's ``M`` candidates
 ``candidate_loss_<j>``      loss of candidate ``j`` (``j`` < M)
