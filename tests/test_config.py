@@ -117,6 +117,8 @@ def test_set_reaches_nested_fields():
     ("setting.look=3", "--set: 'setting.look' must be a mapping, got 3"),
     ("fit.method=magic", "--set: fit.method must be one of ['plain', 'restarts', 'codebook', 'codebook-verify', 'amortized'], got 'magic'"),
     ("fit.codebook.keep=0", "--set: fit.codebook.keep must be > 0, got 0"),
+    ("evaluate.task_seed=2", "--set: unknown config key 'evaluate.task_seed'; known keys here: ['kid_subset', 'sensitivity_targets', 'task_seeds']"),
+    ("evaluate.task_seeds=0", "--set: evaluate.task_seeds must be >= 1 (task networks trained per training set), got 0"),
 ])
 def test_bad_set_values_name_the_field(item, message):
     with pytest.raises(ConfigError, match="^" + re.escape(message) + "$"):

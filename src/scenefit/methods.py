@@ -2,7 +2,8 @@
 
     baseline-<m>   Meta-Sim, Attribute Descent or SDR learns an attribute distribution toward X_t
                    (``baselines.<m>`` config; attributes saved in ``methods/<m>.safetensors``)
-    score-<m>      the task network trained on its rows rendered by R, scored on T (:meth:`Pipeline.score`)
+    score-<m>      the task network trained on its rows rendered by R, scored on T (:meth:`Pipeline.score`);
+                   ``score-<m>-seed<k>`` with task seed k (:func:`score_method_seeds`, ``evaluate.task_seeds``)
     metrics-<m>    MMD², FID and KID between a method's set and X_t on F's set layer (``baselines.layer``)
 
 Baselines work at the fitting resolution (the engine R at ``1 / fit_divisor``, F's features there); the sets
@@ -103,13 +104,19 @@ def register_baseline(pipe: Pipeline, method: str) -> None:
                       lambda: baseline_set(pipe, method))
 
 
-def score_method(pipe: Pipeline, method: str) -> dict:
-    """Train and score the task network on ``method``'s set (any of :data:`ALL_METHODS`, or ``ceiling``)."""
+def score_method(pipe: Pipeline, method: str, task_seed: int = 0) -> dict:
+    """Train and score the task network on ``method``'s set (any of :data:`ALL_METHODS`, or ``ceiling``) with task
+    seed ``task_seed`` (:meth:`Pipeline.score`; 0: the score every table reports)."""
     if method not in BASELINE_METHODS:
-        return pipe.score(method)
+        return pipe.score(method, task_seed=task_seed)
     _, info = baseline_rows(pipe, method)
     register_baseline(pipe, method)
-    return pipe.score(method, {"baseline_seconds": info["seconds"]})
+    return pipe.score(method, {"baseline_seconds": info["seconds"]}, task_seed)
+
+
+def score_method_seeds(pipe: Pipeline, method: str) -> list[dict]:
+    """:func:`score_method` once per task seed 0 .. ``evaluate.task_seeds`` - 1, on one training set and one T."""
+    return [score_method(pipe, method, k) for k in range(pipe.cfg.evaluate.task_seeds)]
 
 
 def method_set(pipe: Pipeline, method: str) -> ImageSet:
@@ -126,7 +133,8 @@ def set_metrics(pipe: Pipeline, method: str) -> dict:
     if method in BASELINE_METHODS:
         register_baseline(pipe, method)
     c = pipe.cfg
-    key = key_of(stage, pipe.set_key(method), pipe.models.key("task"), pipe.res.set_layer, asdict(c.evaluate), pipe.problem_key())
+    ev = {k: v for k, v in asdict(c.evaluate).items() if k != "task_seeds"}  # no score here: keys stay as before task seeds
+    key = key_of(stage, pipe.set_key(method), pipe.models.key("task"), pipe.res.set_layer, ev, pipe.problem_key())
     if pipe.needs(stage, key):
         t0 = time.time()
         feats = pipe.models.set_features()
@@ -142,4 +150,4 @@ def set_metrics(pipe: Pipeline, method: str) -> dict:
 
 
 __all__ = ["ALL_METHODS", "BASELINE_METHODS", "baseline_rows", "baseline_set", "method_set", "register_baseline", "score_method",
-           "set_metrics", "stable_seed"]
+           "score_method_seeds", "set_metrics", "stable_seed"]

@@ -4,7 +4,8 @@
 
     fit        per-target attributes with the configured strategy (fitted.parquet)
     export     R(ξ*) rendered into a labeled dataset (dataset/)
-    score-<m>  the task network trained on method m's set and scored on T (initial, ours, ceiling, oracle, baselines)
+    score-<m>  the task network trained on method m's set and scored on T (initial, ours, ceiling, oracle, baselines);
+               score-<m>-seed<k>: the same with task seed k (``evaluate.task_seeds``, :meth:`Pipeline.score_seeds`)
 
 The networks live in a model store (:mod:`scenefit.models`). Every stage records a key of
 what it depends on, so a rerun skips what is done, resumes after an interruption, and
@@ -261,25 +262,44 @@ class Pipeline:
         """Key of ``method``'s training set."""
         return self._set(method)[0]()
 
-    def score(self, method: str, info: dict | None = None) -> dict:
+    def score(self, method: str, info: dict | None = None, task_seed: int = 0) -> dict:
         """Train the task network on ``method``'s set with the fixed recipe and score it on T (stage ``score-<method>``).
 
-        ``initial`` is F itself.
+        ``initial`` is F itself. ``task_seed`` k > 0 trains another network on the same set and scores it on the same
+        T, with seed ``seed + SEED["task"] + k`` (k = 0 is the seed F and every ``score-<method>`` stage train with),
+        as its own stage ``score-<method>-seed<k>`` (:func:`score_stage`).
         """
         if self.problem.test is None or self.problem.test.label is None:
             raise ValueError("scores need a labeled test set T")
-        stage = f"score-{method}"
-        key = key_of(stage, self.set_key(method), asdict(self.cfg.task), self.res.task_name, self.problem_key(), self.cfg.seed)
+        if task_seed < 0:
+            raise ValueError(f"task_seed must be >= 0, got {task_seed}")
+        stage = score_stage(method, task_seed)
+        key = key_of(f"score-{method}", self.set_key(method), asdict(self.cfg.task), self.res.task_name, self.problem_key(), self.cfg.seed)
+        if task_seed:  # seed 0 keeps the key of folders scored before task seeds existed
+            key = key_of(key, "task seed", task_seed)
         if self.needs(stage, key):
             t0 = time.time()
-            if method == "initial":
+            if method == "initial" and task_seed == 0:
                 net: TaskNet = self.models.task()
                 n = self.models.n_initial
             else:
                 data = self.training_set(method)
                 net = self.res.task_cls.train_net(data.image, data.label, self.res.engine.labels, self.cfg.task,
-                                                  self.cfg.seed + SEED["task"], self.cfg.device, self.progress, f"task net ({method})")
+                                                  self.cfg.seed + SEED["task"] + task_seed, self.cfg.device, self.progress,
+                                                  f"task net ({method}{f', seed {task_seed}' if task_seed else ''})")
                 n = len(data)
             test = self.problem.test
-            self.run.mark(stage, key, {**net.score(test.image, test.label), "images": n, "seconds": time.time() - t0, **(info or {})})
+            seeded = {"task_seed": task_seed} if task_seed else {}  # seed 0's report stays as it was
+            self.run.mark(stage, key, {**net.score(test.image, test.label), "images": n, "seconds": time.time() - t0, **seeded,
+                                       **(info or {})})
         return self.run.info(stage)
+
+    def score_seeds(self, method: str, info: dict | None = None) -> list[dict]:
+        """:meth:`score` once per task seed 0 .. ``evaluate.task_seeds`` - 1: networks of several seeds on one training
+        set and one T, so rows compare paired, seed by seed."""
+        return [self.score(method, info, k) for k in range(self.cfg.evaluate.task_seeds)]
+
+
+def score_stage(method: str, task_seed: int = 0) -> str:
+    """The stage name of ``method``'s score with task seed ``task_seed`` (``score-<method>``, ``score-<method>-seed<k>``)."""
+    return f"score-{method}" if task_seed == 0 else f"score-{method}-seed{task_seed}"
