@@ -7,6 +7,7 @@ import argparse
 import csv
 import json
 import shutil
+import statistics
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ import scenefit.experiments.driving as driving
 from scenefit.config import ConfigError
 from scenefit.engines.base import LabelTable
 from scenefit.experiments.cli import add_experiment_parser, cmd_experiment_driving
-from scenefit.experiments.driving import METHODS, run_driving_experiment
+from scenefit.experiments.driving import METHODS, run_driving_experiment, seed_statistics
 from scenefit.experiments.driving_figures import label_overlay, table4_csv, table4_markdown
 from scenefit.runs import FolderError
 
@@ -154,6 +155,65 @@ def test_stages_run_apart_and_merge(tiny_run, tmp_path):
     run_driving_experiment(other, "tiny", stages=["task"], seed=5, **QUIET)
     with pytest.raises(FolderError, match=r"hold different targets; only folders of one target set merge"):
         run_driving_experiment(a, "tiny", merge_from=[other], **QUIET)
+
+
+def test_task_seeds_pair_every_row_on_one_set(tiny_run, tmp_path):
+    """evaluate.task_seeds=2 on a copy of the one-seed folder: seed 0 is that run's stages (nothing retrained), seed 1
+    adds one stage per row, and the paired keys follow from the per-seed scores exactly."""
+    full, res = tiny_run
+    out = tmp_path / "seeds"
+    shutil.copytree(full, out)
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        two = run_driving_experiment(out, "tiny", overrides={"evaluate": {"task_seeds": 2}}, **QUIET)
+        more = run_driving_experiment(out, "tiny", stages=["initial"], overrides={"evaluate": {"task_seeds": 3}}, **QUIET)
+    finally:
+        torch.set_num_threads(threads)
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
+    assert {k: after[k] for k in before} == before  # seed 0 of every row is the one-seed run's stage
+    assert set(after) - set(before) == {f"score-{m}-seed1.json" for m in METHODS} | {"score-initial-seed2.json"}
+    assert more["missing"] == ["metasim", "ours", "oracle"]  # --stages initial ran the initial row's third seed only
+    assert (two["task_seeds"], two["task_net_seeds"], two["miou"]) == (2, [5, 6], res["miou"])
+    seeds = two["miou_seeds"]
+    init, orc = seeds["initial"], seeds["oracle"]
+    for m in METHODS:
+        assert len(seeds[m]) == 2 and seeds[m][0] == res["miou"][m]  # seed 0 is today's score, to the bit
+        assert two["miou_mean"][m] == pytest.approx(statistics.mean(seeds[m]), abs=1e-15)
+        assert two["miou_std"][m] == pytest.approx(statistics.stdev(seeds[m]), abs=1e-15)  # sample std (n - 1)
+    for m in ("metasim", "ours", "oracle"):
+        d = [seeds[m][k] - init[k] for k in range(2)]
+        assert two["paired_vs_initial"][m]["per_seed"] == d
+        assert two["paired_vs_initial"][m]["mean"] == pytest.approx(statistics.mean(d), abs=1e-15)
+    for m in ("metasim", "ours"):
+        g = two["gap_closed"][m]
+        assert g["per_seed"] == [(seeds[m][k] - init[k]) / (orc[k] - init[k]) if orc[k] != init[k] else None for k in range(2)]
+        top = statistics.mean(orc) - statistics.mean(init)
+        assert top != 0 and g["ratio_of_means"] == pytest.approx((statistics.mean(seeds[m]) - statistics.mean(init)) / top)
+    assert json.loads((out / "results.json").read_text())["miou_seeds"] == seeds
+    md = (out / "table4.md").read_text()
+    ours = f"| Learnt scenes by Ours | {100 * two['miou_mean']['ours']:.1f} ± {100 * two['miou_std']['ours']:.1f} | "
+    assert "mIoU (%), mean ± std over 2 task seeds" in md and ours in md and "with seeds 5, 6 (the same for every row)" in md
+
+
+def test_seed_statistics_by_hand():
+    s = seed_statistics({"initial": [0.4, 0.5], "metasim": [0.4, 0.4], "ours": [0.5, 0.6], "oracle": [0.6, 0.9]})
+    assert s["miou_mean"]["oracle"] == pytest.approx(0.75) and s["miou_std"]["oracle"] == pytest.approx(0.3 / 2**0.5)
+    assert s["paired_vs_initial"]["oracle"]["per_seed"] == pytest.approx([0.2, 0.4])
+    assert s["gap_closed"]["ours"]["per_seed"] == pytest.approx([0.5, 0.25]) and s["gap_closed"]["ours"]["mean"] == pytest.approx(0.375)
+    assert s["gap_closed"]["ours"]["ratio_of_means"] == pytest.approx(0.1 / 0.3)
+    assert s["gap_closed"]["metasim"]["per_seed"] == pytest.approx([0.0, -0.25])
+    one = seed_statistics({m: [0.5] for m in METHODS})
+    assert one["miou_std"]["ours"] is None and one["gap_closed"]["ours"] == {"per_seed": [None], "mean": None, "ratio_of_means": None}
+    with pytest.raises(ValueError, match=r"^every row needs the same, non-zero number of task seeds; got \{'initial': 2, 'metasim': 1"):
+        seed_statistics({"initial": [0.4, 0.5], "metasim": [0.4], "ours": [0.5, 0.6], "oracle": [0.6, 0.9]})
+
+
+def test_task_seeds_below_one_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"^evaluate\.task_seeds must be >= 1 \(task networks trained per training set\), got 0$"):
+        run_driving_experiment(tmp_path / "x", "tiny", overrides={"evaluate": {"task_seeds": 0}}, **QUIET)
+    assert not (tmp_path / "x").exists()
 
 
 def test_table4_markdown_rounds_once():

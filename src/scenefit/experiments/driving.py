@@ -13,6 +13,22 @@ Targets: the built-in domain of the preset (a two-mode scene mixture with the ``
 KITTI / Cityscapes folder. ``stages`` runs only some stages (the ones they read must be done), so copies of a
 folder can run stages apart; ``merge_from`` joins folders of the same targets. Table 4, ``results.json`` and the
 figures are written once every row is done. Measured figures: docs/RESULTS.md.
+
+Task seeds: with ``evaluate.task_seeds`` n (the street-quick and street-paper presets set 3), every row's set trains
+n segmenters, seed k with ``seed + 5 + k`` (k = 0: the row's one score, stage ``score-<row>``; k > 0: stage
+``score-<row>-seed<k>``), on the same rendered set and scored on the same test split, so rows pair seed by seed.
+``results.json`` keeps ``miou``, ``per_class`` and ``images`` as seed 0's, and adds:
+
+    task_seeds         n; ``task_net_seeds``: the seeds the networks trained with, the same list for every row
+    miou_seeds         row -> [mIoU of seed 0, ..., seed n - 1]
+    miou_mean          row -> mean over the seeds
+    miou_std           row -> sample standard deviation over the seeds (n - 1 in the denominator; null at n = 1)
+    paired_vs_initial  row -> per_seed [row_k - initial_k], their mean and sample std (metasim, ours, oracle)
+    gap_closed         row -> per_seed [(row_k - initial_k) / (oracle_k - initial_k)], ``mean`` of those, and
+                       ``ratio_of_means`` (mean row - mean initial) / (mean oracle - mean initial) (metasim, ours;
+                       null where the gap is 0)
+
+``seconds`` holds each row's wall time summed over its seeds.
 """
 
 from __future__ import annotations
@@ -28,8 +44,9 @@ from scenefit.data import ImageSet, Problem
 from scenefit.experiments import driving_figures
 from scenefit.experiments import DRIVING_STAGES
 from scenefit.io import write_json
-from scenefit.methods import baseline_rows, score_method
-from scenefit.pipeline import Pipeline
+from scenefit.methods import baseline_rows, score_method_seeds
+from scenefit.models import SEED
+from scenefit.pipeline import Pipeline, score_stage
 from scenefit.resolve import Resolved, resolve
 from scenefit.runs import FolderError, claim, clean_partials, locked, merge_runs
 from scenefit.street_targets import load_cityscapes, load_kitti_semantics
@@ -38,6 +55,7 @@ METHODS = ("initial", "metasim", "ours", "oracle")
 ALLOWS = {"task": {"task"}, "surrogate": {"surrogate"}, "features": {"features"}, "fit": {"fit"},
           "initial": {"task", "score-initial"}, "ours": {"export", "score-ours"}, "metasim": {"baseline-metasim", "score-metasim"},
           "oracle": {"score-oracle"}}
+"""The stages each ``--stages`` entry may run (task seed 0's; :func:`allowed_stages` adds the other seeds')."""
 
 
 def driving_config(scale: str = "quick", seed: int = 0, device: str = "cpu", overrides: dict | None = None) -> RunConfig:
@@ -72,12 +90,19 @@ def folder_problem(res: Resolved, kitti: Path | None, cityscapes: Path | None) -
     return None
 
 
+def allowed_stages(stages: list[str], task_seeds: int) -> set[str]:
+    """The pipeline stages that ``--stages`` entries ``stages`` may run, each row's score at every task seed."""
+    names = set().union(*(ALLOWS[s] for s in stages))
+    rows = [m for m in METHODS if f"score-{m}" in names]
+    return names | {score_stage(m, k) for m in rows for k in range(1, task_seeds)}
+
+
 def _pending(pipe: Pipeline, method: str) -> bool:
-    """Whether ``method``'s row is not done yet (checked without running anything)."""
+    """Whether ``method``'s row is not done yet at every task seed (checked without running anything)."""
     allowed, models_allowed = pipe.allowed, pipe.models.allowed
     pipe.allowed = pipe.models.allowed = set()
     try:
-        score_method(pipe, method)
+        score_method_seeds(pipe, method)
         return False
     except FolderError:
         return True
@@ -101,7 +126,7 @@ def run_driving_experiment(
     out = Path(out)
     res = resolve(driving_config(scale, seed, device, overrides), labeled_targets=kitti is None and cityscapes is None)
     try:
-        allowed = None if stages is None else set().union(*(ALLOWS[s] for s in stages))
+        allowed = None if stages is None else allowed_stages(stages, res.cfg.evaluate.task_seeds)
         pipe = Pipeline(res, out, folder_problem(res, kitti, cityscapes), progress=progress, log=log, allowed=allowed)
         _ = pipe.problem  # built before anything is written
         claim(out, "run")
@@ -118,8 +143,10 @@ def run_driving_experiment(
                     pipe.fit()
             for m in METHODS:
                 if stages is None or m in stages:
-                    r = score_method(pipe, m)
-                    log(f"[driving] {m}: mIoU {100 * r['score']:.1f}%")
+                    r = [x["score"] for x in score_method_seeds(pipe, m)]
+                    each = ", ".join(f"{100 * x:.1f}" for x in r)
+                    more = f" (task seeds: {each}; mean {100 * sum(r) / len(r):.1f}%)" if len(r) > 1 else ""
+                    log(f"[driving] {m}: mIoU {100 * r[0]:.1f}%{more}")
                     if m == "ours":
                         pipe.export()
             missing = [m for m in METHODS if _pending(pipe, m)]
@@ -138,7 +165,8 @@ def run_driving_experiment(
 
 def driving_results(pipe: Pipeline, scale: str) -> dict:
     """Table 4's numbers and the run's reports (every row done)."""
-    rows = {m: score_method(pipe, m) for m in METHODS}
+    seeds = {m: score_method_seeds(pipe, m) for m in METHODS}
+    rows = {m: seeds[m][0] for m in METHODS}
     fe, cfg = pipe.res.fit_engine, pipe.cfg
     srep = pipe.models.report("surrogate")
     ms = pipe.run.info("baseline-metasim")
@@ -155,8 +183,41 @@ def driving_results(pipe: Pipeline, scale: str) -> dict:
                          if cfg.features.source == "fit_net" else None),
         "fit": {k: v for k, v in pipe.run.info("fit").items() if k != "key"},
         "metasim": {k: v for k, v in ms.items() if k != "key"},
-        "seconds": {**{m: rows[m]["seconds"] for m in METHODS}, "fit": pipe.run.info("fit")["seconds"]},
+        "seconds": {**{m: sum(r["seconds"] for r in seeds[m]) for m in METHODS}, "fit": pipe.run.info("fit")["seconds"]},
+        "task_seeds": cfg.evaluate.task_seeds, "task_net_seeds": [cfg.seed + SEED["task"] + k for k in range(cfg.evaluate.task_seeds)],
+        **seed_statistics({m: [r["score"] for r in seeds[m]] for m in METHODS}),
     }
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1; None for one value) of ``xs``."""
+    n = len(xs)
+    mean = sum(xs) / n
+    std = (sum((x - mean) ** 2 for x in xs) / (n - 1)) ** 0.5 if n > 1 else None
+    return mean, std
+
+
+def seed_statistics(miou_seeds: dict[str, list[float]]) -> dict:
+    """Table 4 over task seeds from each row's per-seed mIoU (rows ``initial``, ``metasim``, ``ours``, ``oracle``, one
+    entry per seed, seed k of every row trained with the same seed): ``results.json``'s seed keys (module doc)."""
+    n = {len(v) for v in miou_seeds.values()}
+    if len(n) != 1 or 0 in n:
+        counts = {m: len(v) for m, v in miou_seeds.items()}
+        raise ValueError(f"every row needs the same, non-zero number of task seeds; got {counts}")
+    stats = {m: _mean_std(v) for m, v in miou_seeds.items()}
+    init, orc = miou_seeds["initial"], miou_seeds["oracle"]
+    paired = {}
+    for m in ("metasim", "ours", "oracle"):
+        d = [r - i for r, i in zip(miou_seeds[m], init)]
+        mean, std = _mean_std(d)
+        paired[m] = {"per_seed": d, "mean": mean, "std": std}
+    gap, top = {}, stats["oracle"][0] - stats["initial"][0]
+    for m in ("metasim", "ours"):
+        shares = [(r - i) / (o - i) if o != i else None for r, i, o in zip(miou_seeds[m], init, orc)]
+        gap[m] = {"per_seed": shares, "mean": None if None in shares else sum(shares) / len(shares),
+                  "ratio_of_means": (stats[m][0] - stats["initial"][0]) / top if top != 0 else None}
+    return {"miou_seeds": {m: list(v) for m, v in miou_seeds.items()}, "miou_mean": {m: v[0] for m, v in stats.items()},
+            "miou_std": {m: v[1] for m, v in stats.items()}, "paired_vs_initial": paired, "gap_closed": gap}
 
 
 def figure_inputs(pipe: Pipeline, k: int = 6) -> dict:

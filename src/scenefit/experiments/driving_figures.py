@@ -1,6 +1,8 @@
 """Outputs of the driving experiment: Table 4 (markdown + CSV) and Figures 10, 11 and the per-class IoU chart.
 
-    table4.md, table4.csv            mIoU (%) of initial / Meta-Sim / ours / oracle beside the paper's
+    table4.md, table4.csv            mIoU (%) of initial / Meta-Sim / ours / oracle beside the paper's; with more
+                                     than one task seed (``evaluate.task_seeds``) mean ± sample std over the seeds,
+                                     the paired difference to initial and the share of the initial → oracle gap
     figures/fig10_samples.png        targets / initial scenes / ours, each with its label overlay (paper Fig. 10)
     figures/fig11_surrogate.png      engine R vs surrogate G on the same attributes (paper Fig. 11)
     figures/per_class_iou.png        per-class IoU of the four training sets
@@ -38,23 +40,78 @@ def _order(results: dict) -> list[str]:
     return [m for m in ORDER if m in results["miou"]]
 
 
+def task_seeds(results: dict) -> int:
+    """How many task seeds trained on each row's set (1 for results written before task seeds existed)."""
+    return results.get("task_seeds", 1)
+
+
+def _pct(v: float | None, digits: int = 2) -> float | None:
+    return None if v is None else round(100 * v, digits)
+
+
 def table4_rows(results: dict) -> list[dict]:
-    """One row per method: name, measured mIoU (%), the paper's row and its mIoU (%), training images."""
+    """One row per method: name, measured mIoU (%) of task seed 0, the paper's row and its mIoU (%), training images;
+    with several task seeds also the mean and sample std over them (%), the paired difference to initial (mean and
+    sample std, percentage points) and the share of the initial → oracle gap (mean over seeds, ratio of means)."""
     rows = []
     for m in _order(results):
         paper_name, paper_miou = PAPER_TABLE4.get(m, ("–", None))
-        rows.append({"method": m, "data": ROW_NAMES[m], "miou_percent": round(100 * results["miou"][m], 2),
-                     "images": results["images"][m], "paper_data": paper_name, "paper_miou_percent": paper_miou})
+        row = {"method": m, "data": ROW_NAMES[m], "miou_percent": round(100 * results["miou"][m], 2),
+               "images": results["images"][m], "paper_data": paper_name, "paper_miou_percent": paper_miou}
+        if task_seeds(results) > 1:
+            d, g = results["paired_vs_initial"].get(m, {}), results["gap_closed"].get(m, {})
+            row.update({"task_seeds": task_seeds(results), "miou_mean_percent": _pct(results["miou_mean"][m]),
+                        "miou_std_percent": _pct(results["miou_std"][m]), "delta_vs_initial_percent": _pct(d.get("mean")),
+                        "delta_std_percent": _pct(d.get("std")), "gap_closed_mean_percent": _pct(g.get("mean"), 4),
+                        "gap_closed_ratio_of_means_percent": _pct(g.get("ratio_of_means"), 4)})
+        rows.append(row)
     return rows
 
 
-def table4_markdown(results: dict) -> str:
-    """Table 4 as markdown, with the run's settings underneath."""
-    lines = ["| data | mIoU (%) | training images | paper: data | paper: mIoU (%) |", "| --- | ---: | ---: | --- | ---: |"]
+def _pm(mean: float | None, std: float | None, sign: bool = False) -> str:
+    """``mean ± std`` in % from fractions ("–" for None)."""
+    if mean is None:
+        return "–"
+    return f"{100 * mean:{'+' if sign else ''}.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
+
+
+def _share(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
+def _seed_lines(results: dict) -> list[str]:
+    """Table 4 over several task seeds: the table and what its columns mean."""
+    n = task_seeds(results)
+    head = (f"| data | mIoU (%), mean ± std over {n} task seeds | paired Δ vs initial (pp) | initial → oracle gap closed "
+            "| training images | paper: data | paper: mIoU (%) |")
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
     for r in table4_rows(results):
+        m = r["method"]
+        d, g = results["paired_vs_initial"].get(m), results["gap_closed"].get(m)
+        gap = "–" if g is None else f"{_share(g['mean'])} ({_share(g['ratio_of_means'])})"
         paper = "–" if r["paper_miou_percent"] is None else f"{r['paper_miou_percent']:.1f}"
-        exact = 100 * results["miou"][r["method"]]  # from the unrounded value: no double rounding (65.85 -> 65.8)
-        lines.append(f"| {r['data']} | {exact:.1f} | {r['images']} | {r['paper_data']} | {paper} |")
+        lines.append(f"| {r['data']} | {_pm(results['miou_mean'][m], results['miou_std'][m])} | "
+                     f"{'–' if d is None else _pm(d['mean'], d['std'], sign=True)} | {gap} | {r['images']} | {r['paper_data']} | {paper} |")
+    per_seed = "; ".join(f"{m} " + " / ".join(f"{100 * v:.1f}" for v in results["miou_seeds"][m]) for m in _order(results))
+    seeds = ", ".join(str(s) for s in results.get("task_net_seeds", range(n)))
+    note = (f"Every row's training set trains {n} segmenters, with seeds {seeds} (the same for every row), each scored on the "
+            f"same test split. mIoU (%) per seed: {per_seed}. ± is the sample standard deviation over the seeds (n − 1); paired Δ "
+            "is row − initial seed by seed (mean ± sample std of the differences); gap closed is the mean over seeds of "
+            "(row − initial) / (oracle − initial), with (mean row − mean initial) / (mean oracle − mean initial) in brackets. "
+            "The per-class chart and the Meta-Sim curve show seed 0; a row's wall time sums its seeds.")
+    return [*lines, "", note]
+
+
+def table4_markdown(results: dict) -> str:
+    """Table 4 as markdown, with the run's settings underneath (mean ± std columns with several task seeds)."""
+    if task_seeds(results) > 1:
+        lines = _seed_lines(results)
+    else:
+        lines = ["| data | mIoU (%) | training images | paper: data | paper: mIoU (%) |", "| --- | ---: | ---: | --- | ---: |"]
+        for r in table4_rows(results):
+            paper = "–" if r["paper_miou_percent"] is None else f"{r['paper_miou_percent']:.1f}"
+            exact = 100 * results["miou"][r["method"]]  # from the unrounded value: no double rounding (65.85 -> 65.8)
+            lines.append(f"| {r['data']} | {exact:.1f} | {r['images']} | {r['paper_data']} | {paper} |")
     s, src = results["surrogate"], results["targets"]
     where = "built-in target domain" if src["kind"] == "builtin" else f"{src['kind']} folder {src['path']}"
     lines += [
@@ -74,6 +131,7 @@ def table4_markdown(results: dict) -> str:
 
 
 def table4_csv(results: dict) -> str:
+    """Table 4 as CSV, one line per :func:`table4_rows` row."""
     buf = io.StringIO()
     rows = table4_rows(results)
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
@@ -129,7 +187,8 @@ def per_class_chart(results: dict, path: Path) -> Path:
     ax.set_ylabel("IoU (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=7, loc="upper right")
-    ax.set_title("Per-class IoU on the test split (legend: mIoU %)", fontsize=9)
+    seed0 = ", task seed 0" if task_seeds(results) > 1 else ""
+    ax.set_title(f"Per-class IoU on the test split (legend: mIoU %{seed0})", fontsize=9)
     save_figure(fig, path, dpi=110, bbox_inches="tight")
     return path
 
