@@ -22,8 +22,8 @@ training set is rendered from:
 ``--set NAME=U`` overrides one attribute in every row with the unit-cube value ``U`` in [0, 1] (repeatable),
 to see which attributes move the score. Each row is rendered ``export.per_target`` times at the engine's
 resolution and the task network is trained with the run's fixed recipe (``task``), once per ``--seeds``
-(``--seeds 0`` trains none). Seed k trains with seed ``seed + 5 + k`` and renders with seeds drawn from
-``seed + 404 + k``, the pipeline's own seeds at k = 0: ``--attrs ours`` with seed 0 repeats the run's
+(``--seeds 0`` trains none). Seed k trains with seed ``seed + 5 + k`` and renders each row with the pipeline's
+per-row seeds (``fitjob.rendered_rows``) at ``seed + k``, the pipeline's own seeds at k = 0: ``--attrs ours`` with seed 0 repeats the run's
 ``score-ours`` stage. Prints the score on the run's test split per seed and their mean; the mean unit-cube
 |error| of the rows against the true attributes and their spread (mean per-attribute standard deviation, share
 of values at a bound); ``--per-attribute`` adds each attribute's error beside the initial centre's.
@@ -51,9 +51,9 @@ from scenefit.evaluate import attribute_errors
 from scenefit.methods import baseline_rows
 from scenefit.metrics import median_bandwidth, mmd2
 from scenefit.models import SEED
-from scenefit.pipeline import SET_SEED, Pipeline
+from scenefit.fitjob import rendered_rows
+from scenefit.pipeline import Pipeline
 from scenefit.runs import FolderError
-from scenefit.seeding import draw_seeds
 from scenefit.tasks import TaskFeatures, content_loss
 
 ATTRS = ("truth", "ours", "metasim", "centre", "initial")
@@ -163,8 +163,8 @@ def report(pipe: Pipeline, args: argparse.Namespace) -> None:
     scores = []
     for k in range(args.first_seed, args.first_seed + args.seeds):
         t0 = time.time()
-        train = attrs.repeat_interleave(reps, 0)
-        syn = render_rows(res.engine, train, draw_seeds(train.shape[0], torch.Generator().manual_seed(cfg.seed + SET_SEED["ours"] + k)))
+        train, seeds = rendered_rows(attrs, reps, cfg.seed + k)  # k = 0: the pipeline's own render seeds
+        syn = render_rows(res.engine, train, seeds)
         net = res.task_cls.train_net(syn["image"], syn["label"], res.engine.labels, cfg.task, cfg.seed + SEED["task"] + k, cfg.device,
                                      progress=False)
         r = net.score(test.image, test.label)
