@@ -47,6 +47,21 @@ def test_rerun_resumes_without_retraining(tiny_run, capsys):
     assert "surrogate: reusing the trained model" in capsys.readouterr().out
 
 
+def test_rerun_with_more_task_seeds_keeps_seed_0_and_pairs_the_others(tiny_run, tmp_path, capsys):
+    run = tmp_path / "seeds"
+    shutil.copytree(tiny_run, run)
+    before = json.loads((run / "results.json").read_text())
+    assert before["task_seeds"] == 1 and before["scores_seeds"] == {m: [before["scores"][m]] for m in before["scores"]}
+    assert main(["run", "rot-g2", "--out", str(run), *TINY, "--set", "evaluate.task_seeds=2"]) == 0
+    res = json.loads((run / "results.json").read_text())
+    assert res["task_seeds"] == 2 and res["scores"] == before["scores"]
+    for m in ("initial", "ours", "oracle"):
+        assert len(res["scores_seeds"][m]) == 2 and res["scores_seeds"][m][0] == before["scores"][m]
+        assert (run / "stages" / f"score-{m}-seed1.json").is_file()
+    summary = (run / "summary.md").read_text()
+    assert "| training set | accuracy on T (task seed 0) | mean ± sd over 2 task seeds |" in summary
+
+
 def test_rerun_with_other_problem_is_refused(tiny_run, capsys):
     assert main(["run", "rot-g2", "--out", str(tiny_run), *TINY, "--seed", "9"]) == 2
     err = capsys.readouterr().err

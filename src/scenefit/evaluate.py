@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from pathlib import Path
 
 import matplotlib
@@ -95,21 +97,34 @@ def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
 
+def _mean_sd(values: list[float]) -> str:
+    """``mean ± sample sd`` of scores in [0, 1], in percent."""
+    return f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}%"
+
+
 def summary_markdown(results: dict) -> str:
     """Short markdown summary of a run's ``results.json``."""
     metric = results.get("metric", "accuracy")
     sc, t = results.get("scores", {}), results["seconds"]
+    seeds = results.get("scores_seeds") or {}
+    n = len(next(iter(seeds.values()), [0]))
+    col = f" | mean ± sd over {n} task seeds" if n > 1 else ""
+
+    def row(label: str, m: str) -> str:
+        extra = f" | {_mean_sd(seeds[m])}" if n > 1 and m in seeds else ""
+        return f"| {label} | {_pct(sc.get(m))}{extra} |"
+
     lines = [
         f"# scenefit run: {results['setting']}",
         "",
         f"Engine `{results['engine']}`, {results['n_targets']} target images, {results['n_test']} test images, seed {results['seed']}, "
         f"fit method `{results['fit_method']}`.",
         "",
-        f"| training set | {metric} on T |",
-        "| --- | --- |",
-        f"| initial scenes | {_pct(sc.get('initial'))} |",
-        f"| ours (fitted) | {_pct(sc.get('ours'))} |",
-        f"| oracle (labeled targets) | {_pct(sc.get('oracle'))} |",
+        f"| training set | {metric} on T{' (task seed 0)' if n > 1 else ''}{col} |",
+        "| --- | --- |" + (" --- |" if n > 1 else ""),
+        row("initial scenes", "initial"),
+        row("ours (fitted)", "ours"),
+        row("oracle (labeled targets)", "oracle"),
         "",
     ]
     err = results.get("attribute_error") or {}

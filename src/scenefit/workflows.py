@@ -44,7 +44,10 @@ def model_store(models: str | Path | None) -> ModelStore:
 
 
 def run_results(pipe: Pipeline, methods: tuple[str, ...] = METHODS) -> dict:
-    """Train what is missing, export ours' dataset, score ``methods`` on T; returns ``results.json``'s content."""
+    """Train what is missing, export ours' dataset, score ``methods`` on T; returns ``results.json``'s content.
+
+    ``scores`` are task seed 0's; ``scores_seeds`` lists every seed's (``evaluate.task_seeds`` networks per training
+    set, seed k of every method trained alike)."""
     cfg, res = pipe.cfg, pipe.res
     seconds: dict[str, float] = {}
     for stage in pipe.models.needed():
@@ -56,9 +59,10 @@ def run_results(pipe: Pipeline, methods: tuple[str, ...] = METHODS) -> dict:
     pipe.log(f"[scenefit] fit ({cfg.fit.method}): {attrs.shape[0]} targets, mean content loss {loss.mean():.4f}")
     folder = pipe.export()
     seconds["export"] = pipe.run.info("export")["seconds"]
-    scores = {m: pipe.score(m) for m in methods}
+    seeded = {m: pipe.score_seeds(m) for m in methods}  # evaluate.task_seeds networks per set, paired by seed
+    scores = {m: seeded[m][0] for m in methods}
     for m in methods:
-        seconds[f"score-{m}"] = scores[m]["seconds"]
+        seconds[f"score-{m}"] = sum(r["seconds"] for r in seeded[m])
     srep = pipe.models.report("surrogate") if pipe.models.uses("surrogate") else None
     fit = pipe.run.info("fit")
     metric = scores[methods[0]]["metric"]
@@ -71,6 +75,7 @@ def run_results(pipe: Pipeline, methods: tuple[str, ...] = METHODS) -> dict:
         "surrogate": {k: srep[k] for k in ("heldout_l1", "mean_image_l1", "noise_floor", "steps", "resolution")} if srep else None,
         "fit": {k: v for k, v in fit.items() if k not in ("key",)}, "seconds": seconds, "dataset": str(folder),
         "fit_features_test_score": pipe.feature_score(),
+        "task_seeds": cfg.evaluate.task_seeds, "scores_seeds": {m: [r["score"] for r in seeded[m]] for m in methods},
     }
 
 
