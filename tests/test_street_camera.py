@@ -159,3 +159,17 @@ def test_builtin_targets_are_bit_identical_with_the_camera():
         after = synthesize(withcam, target, 6, seed=11, look=look)
     assert torch.equal(before.image, after.image) and torch.equal(before.label, after.label)
     assert torch.equal(after.attrs[:, :20], before.attrs) and torch.equal(after.attrs[:, 20:], torch.zeros(6, 10))
+
+
+def test_attribute_errors_leave_out_a_camera_without_truth():
+    from scenefit.evaluate import attribute_errors
+
+    space = StreetEngine(camera=True).space
+    g = torch.Generator().manual_seed(4)
+    true, fitted = space.sample_uniform(20, g), space.sample_uniform(20, g)
+    out = attribute_errors(space, fitted, true, skip=CAMERA_NAMES)
+    assert not any(k.startswith(CAMERA_NAMES) for k in out) and "camera_height_median_abs" in out
+    cols = [i for i in space.continuous if i < 20]
+    want = ((fitted[:, cols] - true[:, cols]).abs() / torch.tensor([space.attributes[i].span for i in cols])).mean()
+    assert out["unit_mae"] == pytest.approx(want.item(), rel=1e-5)
+    assert "exposure_median_abs" in attribute_errors(space, fitted, true)

@@ -15,8 +15,9 @@ import torch  # noqa: E402
 from scenefit.attributes import AttributeSpace, wrap_angle  # noqa: E402
 
 
-def attribute_errors(space: AttributeSpace, fitted: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
-    """Errors of fitted attributes (N, D) against the targets' true ones (N, D), per attribute and overall.
+def attribute_errors(space: AttributeSpace, fitted: torch.Tensor, true: torch.Tensor, skip: tuple[str, ...] = ()) -> dict[str, float]:
+    """Errors of fitted attributes (N, D) against the targets' true ones (N, D), per attribute and overall; the
+    attributes named in ``skip`` (no truth, e.g. a camera the targets' look replaced) are left out of both.
 
     Returns, for every continuous attribute ``a``: ``a_median_abs`` (median |error| in its unit; circular for
     periodic ones); for every categorical one: ``a_accuracy`` (fraction right); ``unit_mae``: the mean |error|
@@ -27,6 +28,8 @@ def attribute_errors(space: AttributeSpace, fitted: torch.Tensor, true: torch.Te
     out: dict[str, float] = {}
     unit_err = []
     for i, a in enumerate(space):
+        if a.name in skip:
+            continue
         if a.categorical:
             out[f"{a.name}_accuracy"] = (fitted[:, i].round() == true[:, i].round()).float().mean().item()
             continue

@@ -165,9 +165,13 @@ class Pipeline:
         if self.problem.targets.attrs is not None:
             from scenefit.evaluate import attribute_errors
 
-            true = self.problem.targets.attrs
-            info["attribute_error"] = attribute_errors(res.engine.space, result.attrs, true)
-            info["attribute_error_initial_centre"] = attribute_errors(res.engine.space, res.initial_centre()[None].expand_as(true), true)
+            true, space = self.problem.targets.attrs, res.engine.space
+            # targets given a look (setting.look) got their appearance from it, not from the engine's look attributes
+            skip = tuple(space.names[i] for i in space.look) if cfg.setting.look.name else ()
+            info["attribute_error"] = attribute_errors(space, result.attrs, true, skip)
+            info["attribute_error_initial_centre"] = attribute_errors(space, res.initial_centre()[None].expand_as(true), true, skip)
+            if skip:
+                info["attribute_error_skipped"] = {"attributes": list(skip), "why": f"the targets' look is '{cfg.setting.look.name}'"}
         return result, info
 
     # ------------------------------------------------------------------ render
