@@ -226,3 +226,25 @@ def test_table4_markdown_rounds_once():
     assert "| Learnt scenes by Ours | 44.3 | 2000 | Learnt scenes by Ours | 39.1 |" in md
     assert "ours fits on the fit-feature network FN (layer `probs`); Meta-Sim's MMD compares F's layer `aspp`" in md
     assert "oracle,Oracle: labeled target images,65.85,2000" in table4_csv(res)
+
+
+def test_tiny_with_the_street_camera_compares_it_with_the_targets_look(tmp_path):
+    """The camera engine through the whole experiment: its look attributes are fitted with the look term, the attribute
+    errors leave them out (the targets' look came from street-grade), and the camera comparison is written."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = run_driving_experiment(tmp_path / "cam", "tiny", seed=0, overrides={"engine": {"args": {"camera": True}}}, **QUIET)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(res["look_attributes"]) == 10 and res["look_attributes"][0] == "exposure"
+    assert res["fit"]["attribute_error_skipped"]["attributes"] == res["look_attributes"]
+    assert not any(k.startswith("exposure") for k in res["fit"]["attribute_error"])
+    cam = res["camera"]
+    assert list(cam["sets"]) == ["targets' look", "ours", "Meta-Sim", "initial (neutral camera)"]
+    neutral = cam["sets"]["initial (neutral camera)"]
+    assert neutral["level"] == pytest.approx(0.5, abs=1 / 255) and neutral["noise"] == 0.0 and neutral["corner"] == 1.0
+    assert cam["sets"]["targets' look"]["noise"]["mean"] > 0.01  # street-grade adds sensor noise
+    md = (tmp_path / "cam" / "table4.md").read_text()
+    assert "plus the look term on its 10 look attributes" in md and "| red_blue |" in md
+    assert (tmp_path / "cam" / "figures" / "camera_vs_look.png").stat().st_size > 1000

@@ -173,3 +173,20 @@ def test_attribute_errors_leave_out_a_camera_without_truth():
     want = ((fitted[:, cols] - true[:, cols]).abs() / torch.tensor([space.attributes[i].span for i in cols])).mean()
     assert out["unit_mae"] == pytest.approx(want.item(), rel=1e-5)
     assert "exposure_median_abs" in attribute_errors(space, fitted, true)
+
+
+def test_chart_measures_in_closed_form():
+    from scenefit.experiments.driving_camera import chain_measures
+
+    w = 320
+    neutral = chain_measures(lambda x, r: x, 2, 96, w)
+    assert neutral["level"].tolist() == [0.5, 0.5] and neutral["red_blue"].tolist() == [1.0, 1.0]
+    assert neutral["corner"].tolist() == [1.0, 1.0] and neutral["noise"].tolist() == [0.0, 0.0]
+    assert neutral["tone_step"].tolist() == [1.0, 1.0]
+    assert neutral["edge_10_90"][0].item() == pytest.approx(1000 * 0.8 / w, rel=1e-4)  # a sharp edge: 0.8 px between two pixels
+    row = cam(exposure=-1.0, wb_temperature=1.0)
+    out = chain_measures(lambda x, r: apply_camera(x, row.expand(x.shape[0], 10), torch.arange(x.shape[0])), 1, 96, w)
+    assert out["level"].item() == pytest.approx(0.25 * (2**0.25 + 1 + 2**-0.25) / 3, abs=2 / 255)
+    assert out["red_blue"].item() == pytest.approx(2**0.5, rel=0.02)
+    blur = chain_measures(lambda x, r: apply_camera(x, cam(lens_blur=6.0).expand(x.shape[0], 10), torch.arange(x.shape[0])), 1, 96, w)
+    assert blur["edge_10_90"].item() == pytest.approx(2.5631 * 6.0, rel=0.05)  # 10-90% of a Gaussian edge: 2.563 sigma

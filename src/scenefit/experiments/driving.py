@@ -40,11 +40,12 @@ import torch
 
 from scenefit.config import ConfigError, RunConfig
 from scenefit.configio import config_from_dict, merge
-from scenefit.data import ImageSet, Problem
-from scenefit.experiments import driving_figures
-from scenefit.experiments import DRIVING_STAGES
+from scenefit.data import ImageSet, Problem, render_rows
+from scenefit.experiments import DRIVING_STAGES, driving_figures
+from scenefit.experiments.driving_camera import camera_comparison
+from scenefit.fitjob import rendered_rows
 from scenefit.io import write_json
-from scenefit.methods import baseline_rows, score_method_seeds
+from scenefit.methods import baseline_rows, method_set, score_method_seeds
 from scenefit.models import SEED
 from scenefit.pipeline import Pipeline, score_stage
 from scenefit.resolve import Resolved, resolve
@@ -155,7 +156,11 @@ def run_driving_experiment(
                 return {"experiment": "driving", "scale": scale, "seed": seed, "missing": missing}
             pipe.allowed = pipe.models.allowed = None  # every row is done: the table's cheap diagnostics may run
             results = driving_results(pipe, scale)
-            driving_figures.write_outputs(out, results, figure_inputs(pipe))
+            data = figure_inputs(pipe)
+            cam = camera_comparison(pipe)
+            if cam is not None:
+                results["camera"], data["camera"] = cam
+            driving_figures.write_outputs(out, results, data)
             write_json(out / "results.json", results)
             log(f"[driving] wrote {out / 'table4.md'}, {out / 'results.json'} and {out / 'figures'}")
             return results
@@ -184,6 +189,7 @@ def driving_results(pipe: Pipeline, scale: str) -> dict:
         "fit": {k: v for k, v in pipe.run.info("fit").items() if k != "key"},
         "metasim": {k: v for k, v in ms.items() if k != "key"},
         "seconds": {**{m: sum(r["seconds"] for r in seeds[m]) for m in METHODS}, "fit": pipe.run.info("fit")["seconds"]},
+        "look_attributes": [fe.space.names[i] for i in fe.space.look],
         "task_seeds": cfg.evaluate.task_seeds, "task_net_seeds": [cfg.seed + SEED["task"] + k for k in range(cfg.evaluate.task_seeds)],
         **seed_statistics({m: [r["score"] for r in seeds[m]] for m in METHODS}),
     }
@@ -221,7 +227,8 @@ def seed_statistics(miou_seeds: dict[str, list[float]]) -> dict:
 
 
 def figure_inputs(pipe: Pipeline, k: int = 6) -> dict:
-    """What Figures 10, 11 and the attribute chart draw (renders of the first ``k`` targets' rows, attribute rows)."""
+    """What Figures 10, 11 and the attribute chart draw (renders of the first ``k`` targets' rows, Meta-Sim's first
+    ``k`` images, and with look attributes ours' scenes again at the initial look; attribute rows)."""
     res, cfg = pipe.res, pipe.cfg
     fe = res.fit_engine
     targets = pipe.problem.targets
@@ -236,11 +243,21 @@ def figure_inputs(pipe: Pipeline, k: int = 6) -> dict:
         r_uni, r_fit = fe.images(uniform, g), fe.images(fitted[:k], g)
         g_uni, g_fit = G(uniform.to(dev)).cpu(), G(fitted[:k].to(dev)).cpu()
     reps = cfg.export.per_target
-    rows = {"initial": init.attrs[:500], "Meta-Sim": baseline_rows(pipe, "metasim")[0], "ours": fitted}
+    ms_rows = baseline_rows(pipe, "metasim")[0]
+    rows = {"initial": init.attrs[:500], "Meta-Sim": ms_rows, "ours": fitted}
+    ms = method_set(pipe, "metasim")
+    neutral = None
+    if res.engine.space.look:  # ours' first k scenes again, every look attribute at the initial centre's value
+        plain = fitted[:k].clone()
+        look = list(res.engine.space.look)
+        plain[:, look] = res.initial_centre()[look]
+        prow, pseeds = rendered_rows(plain, reps, cfg.seed)
+        neutral = render_rows(res.engine, prow[::reps], pseeds[::reps])["image"]
     if targets.attrs is not None:
         rows["targets (truth)"] = targets.attrs
     return {"space": res.engine.space, "labels": res.engine.labels,
             "targets": (targets.image[:k], targets.label[:k] if targets.label is not None else None),
             "initial": (init.image[:k], init.label[:k]), "ours": (ours.image[::reps][:k], ours.label[::reps][:k]),
+            "metasim": (ms.image[:k], ms.label[:k]), "ours_neutral_look": neutral,
             "fit_resolution": (fe.height, fe.width), "surrogate": {"R uniform": r_uni, "G uniform": g_uni, "R fitted": r_fit, "G fitted": g_fit},
             "attribute_rows": rows}

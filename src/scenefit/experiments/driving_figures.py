@@ -3,7 +3,10 @@
     table4.md, table4.csv            mIoU (%) of initial / Meta-Sim / ours / oracle beside the paper's; with more
                                      than one task seed (``evaluate.task_seeds``) mean ± sample std over the seeds,
                                      the paired difference to initial and the share of the initial → oracle gap
-    figures/fig10_samples.png        targets / initial scenes / ours, each with its label overlay (paper Fig. 10)
+    figures/fig10_samples.png        targets / initial scenes / Meta-Sim / ours, each with its label overlay (paper
+                                     Fig. 10); with look attributes also ours' scenes at the initial camera
+    figures/camera_vs_look.png       with the street camera: the targets' look and the fitted cameras measured on
+                                     test charts (:mod:`scenefit.experiments.driving_camera`)
     figures/fig11_surrogate.png      engine R vs surrogate G on the same attributes (paper Fig. 11)
     figures/per_class_iou.png        per-class IoU of the four training sets
     figures/attributes.png           per attribute: mean ± std (unit cube) of the initial scenes, Meta-Sim's
@@ -25,6 +28,7 @@ import torch  # noqa: E402
 
 from scenefit.engines.base import LabelTable  # noqa: E402
 from scenefit.evaluate import save_figure  # noqa: E402
+from scenefit.experiments.driving_camera import camera_figure  # noqa: E402
 from scenefit.io import atomic_write_text  # noqa: E402
 
 PAPER_TABLE4 = {"oracle": ("VKITTI", 46.9), "initial": ("Initial scenes", 33.9), "metasim": ("Learnt scenes by Meta-Sim", 35.3),
@@ -119,7 +123,10 @@ def table4_markdown(results: dict) -> str:
         f"Scale `{results['scale']}`, seed {results['seed']}; targets: {where}; mIoU over the {len(results['classes'])} classes "
         f"present in the test labels ({', '.join(results['classes'])}). The paper's numbers are on KITTI with a Unity engine.",
         f"Features: ours fits on the {'fit-feature network FN' if results['fit_features'] else 'task network F'} "
-        f"(layer `{results['feature_layer']}`); Meta-Sim's MMD compares F's layer `{results['metasim_layer']}`."
+        f"(layer `{results['feature_layer']}`)"
+        + (f" plus the look term on its {len(results['look_attributes'])} look attributes (look statistics, weight "
+           f"{results['config']['fit']['look_weight']:g})" if results.get("look_attributes") else "")
+        + f"; Meta-Sim's MMD compares F's layer `{results['metasim_layer']}` over the same engine's attributes."
         + (f" FN reads the test split at {100 * results['fit_features']['test_score']['score']:.1f}% mIoU at the fitting resolution."
            if (results.get("fit_features") or {}).get("test_score") else ""),
         f"Surrogate G at {s['resolution'][0]}x{s['resolution'][1]}: held-out L1 {s['heldout_l1']:.4f} (mean image {s['mean_image_l1']:.4f}, "
@@ -127,7 +134,23 @@ def table4_markdown(results: dict) -> str:
         "Wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()) + ".",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + _camera_lines(results.get("camera")))
+
+
+def _camera_lines(cam: dict | None) -> list[str]:
+    """The targets' look beside the fitted cameras, measured on test charts: mean [10th, 90th percentile]."""
+    if not cam:
+        return []
+    sets = cam["sets"]
+    names = list(sets)
+    lines = [f"Camera (`figures/camera_vs_look.png`): the targets' look `{cam['look']}` and each set's camera measured on "
+             "test charts (scenefit.experiments.driving_camera); mean [10th, 90th percentile].", "",
+             "| measure | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    for m in cam["measures"]:
+        cells = [f"{v:.3f}" if isinstance(v, float) else f"{v['mean']:.3f} [{v['p10']:.3f}, {v['p90']:.3f}]"
+                 for v in (sets[n][m] for n in names)]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def table4_csv(results: dict) -> str:
@@ -238,12 +261,19 @@ def write_outputs(out: Path, results: dict, data: dict) -> None:
     atomic_write_text(out / "table4.csv", table4_csv(results))
     labels = data["labels"]
     rows = {}
-    for key, name in (("targets", "targets"), ("initial", "initial scenes"), ("ours", "ours R(ξ*)")):
+    for key, name in (("targets", "targets"), ("initial", "initial scenes"), ("metasim", "Meta-Sim"), ("ours", "ours R(ξ*)")):
+        if data.get(key) is None:
+            continue
         img, lab = data[key]
         rows[name] = img
         if lab is not None:
             rows[f"{name}: labels"] = label_overlay(img, lab, labels)
-    image_grid(rows, out / "figures" / "fig10_samples.png", "Fig. 10: target i (top) and the scene fitted to it (bottom); initial scenes in between")
+    if data.get("ours_neutral_look") is not None:
+        rows["ours, initial camera"] = data["ours_neutral_look"]
+    image_grid(rows, out / "figures" / "fig10_samples.png",
+               "Fig. 10: target i, then the scene fitted to it (ours); initial scenes and Meta-Sim's are samples of their sets")
+    if data.get("camera") is not None:
+        camera_figure(data["camera"], out / "figures" / "camera_vs_look.png")
     h, w = data["fit_resolution"]
     sur = data["surrogate"]
     image_grid({"engine R(ξ)": sur["R uniform"], "surrogate G(ξ)": sur["G uniform"], "engine R(ξ*)": sur["R fitted"],
