@@ -9,7 +9,7 @@ import torch
 
 from scenefit.attributes import Attribute, AttributeSpace, AttributeSpecError
 from scenefit.fitting import codebook_starts, fit_candidates
-from scenefit.fitting.look import look_statistics, make_look_term, split_look
+from scenefit.fitting.look import look_codes, look_search, look_statistics, make_look_term, split_look
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -84,3 +84,43 @@ def test_look_attributes_are_continuous_and_only_named_in_the_identity_when_set(
     assert SPACE.look == (1,) and AttributeSpace.from_dict(SPACE.to_dict()).look == (1,)
     assert "look" not in AttributeSpace([Attribute("x")]).to_dict()[0]
     assert make_look_term(AttributeSpace([Attribute("x")]), torch.zeros(1, 1, 4, 4), 1.0) is None
+
+
+def test_look_search_gives_each_start_the_look_of_its_target():
+    truth = torch.tensor([[2.0, 0.5], [-3.0, 0.9], [0.0, 0.7]])
+    look = make_look_term(SPACE, render(truth), weight=10.0)
+    starts = torch.tensor([[[2.0, 1.0], [1.0, 1.0]], [[-3.0, 1.0], [-2.0, 0.4]], [[0.0, 0.4], [5.0, 0.4]]])  # (3, 2, 2)
+    codes = look_codes(SPACE, [1], 25, torch.tensor([0.0, 0.7]), seed=0)
+    assert codes.shape == (25, 1) and codes[0, 0] == 0.7 and ((codes >= 0.4) & (codes <= 1.0)).all()
+    seen = []
+
+    def rend(rows, start):
+        seen.append(start.clone())
+        return render(rows)
+
+    out, loss = look_search(rend, look, starts, [1], codes, batch=16)
+    assert torch.equal(out[..., 0], starts[..., 0])  # content columns untouched
+    exact = [(codes[:, 0] - t).abs().min() for t in truth[:, 1]]
+    for i in range(3):  # the start at the target's content gets the code nearest the true gain
+        assert (out[i, 0, 1] - truth[i, 1]).abs() <= exact[i] + 1e-6
+    assert loss.shape == (3, 2) and (loss[:, 0] <= loss[:, 1] + 1e-9).all()
+    assert torch.cat(seen).tolist() == [s for s in range(6) for _ in range(25)]  # every start, its 25 looks in a row
+
+
+def test_codebook_strategy_fits_content_by_features_and_the_look_by_its_search():
+    from scenefit.fitting import CodebookConfig, FitConfig, FitInputs, fit_codebook
+
+    truth = torch.tensor([[2.3, 0.55], [-3.1, 0.9], [0.4, 0.72]])
+    images = render(truth)
+    inputs = FitInputs(SPACE, features, features(images), torch.tensor([0.0, 0.7]), [0, 1], seed=0, surrogate=render,
+                       progress=False, look=make_look_term(SPACE, images, weight=10.0))
+    def fit(look_codes: int, steps: int) -> torch.Tensor:
+        cfg = FitConfig(method="codebook", steps=steps, lr=0.02, codebook=CodebookConfig(grid_bounded=13, keep=1, look_codes=look_codes))
+        return fit_codebook(inputs, cfg).attrs
+
+    searched = fit(64, 0)  # no gradient step: the codes alone
+    assert (searched[:, 0] - truth[:, 0]).abs().max() <= 0.5 + 1e-6  # the content grid's step is 1 px
+    assert (searched[:, 1] - truth[:, 1]).abs().max() < 0.02
+    assert (fit(1, 0)[:, 1] == 0.7).all()  # one look code: the centre's
+    refined = fit(64, 60)
+    assert (refined[:, 0] - truth[:, 0]).abs().max() < 0.3 and (refined[:, 1] - truth[:, 1]).abs().max() < 0.03

@@ -8,11 +8,16 @@ by gradient steps through G, the lowest loss wins.
 sharper than G), the ``keep`` best are refined through G, and the final choice among {codebook starts, refined
 point} is made by the content loss of R's renders, ``fit.verify.seeds`` renders per candidate with seeds shared
 by one target's candidates (common random numbers), so a refinement that only fooled G is not kept.
+
+Where the engine has look attributes (:mod:`scenefit.fitting.look`) and they are fitted, the codes hold them at the
+centre and are chosen by the content loss alone (so a random look cannot win a code for the wrong scene); each kept
+code then tries ``fit.codebook.look_codes`` looks, rendered with one seed, and keeps the best by the look term.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -21,7 +26,7 @@ from scenefit.attributes import AttributeSpace
 from scenefit.engines.base import EngineRenderer
 from scenefit.fitting.base import FeatureFn, FitInputs, FitResult, Renderer, fit_candidates
 from scenefit.fitting.config import FitConfig
-from scenefit.fitting.look import LookTerm, look_statistics
+from scenefit.fitting.look import LookTerm, look_codes, look_search, look_statistics
 from scenefit.seeding import index_seeds
 from scenefit.tasks.base import content_loss
 
@@ -114,18 +119,33 @@ def codebook_starts(
     return torch.cat(starts), torch.cat(losses)
 
 
-def _codes(inputs: FitInputs, cfg: FitConfig) -> torch.Tensor:
+def _codes(inputs: FitInputs, cfg: FitConfig, free: list[int]) -> torch.Tensor:
     space, c = inputs.space, cfg.codebook
-    per_axis = {i: c.grid_periodic if space.attributes[i].periodic else c.grid_bounded for i in inputs.free}
-    return code_grid(space, inputs.centre, inputs.free, list(space.categorical), per_axis, c.max_codes, inputs.seed)
+    per_axis = {i: c.grid_periodic if space.attributes[i].periodic else c.grid_bounded for i in free}
+    return code_grid(space, inputs.centre, free, list(space.categorical), per_axis, c.max_codes, inputs.seed)
+
+
+def _starts(inputs: FitInputs, cfg: FitConfig, render: Renderer, look_render: Callable, batch: int) -> torch.Tensor:
+    """The ``keep`` best distinct codes per target (N, keep, D). Where look attributes are fitted, the codes hold them
+    at the centre and are chosen by the content loss alone; then each start gets the best of ``look_codes`` looks by
+    the look term (:func:`scenefit.fitting.look.look_search`, ``look_render(rows, start_index)``)."""
+    look = inputs.look
+    look_cols = [c for c in inputs.free if look is not None and c in look.cols]
+    content = [c for c in inputs.free if c not in look_cols]
+    starts, _ = codebook_starts(render, inputs.features, inputs.space, inputs.target_features, _codes(inputs, cfg, content), content,
+                                cfg.codebook.keep, cfg.codebook.radius, batch=batch, progress=inputs.progress,
+                                look=None if look_cols else look)
+    if look_cols:
+        codes = look_codes(inputs.space, look_cols, cfg.codebook.look_codes, inputs.centre, inputs.seed + 5)
+        starts, _ = look_search(look_render, look, starts, look_cols, codes, progress=inputs.progress)
+    return starts
 
 
 def fit_codebook(inputs: FitInputs, cfg: FitConfig) -> FitResult:
     """Codes through G, the ``keep`` best distinct per target refined through G, lowest loss kept."""
     t0 = time.time()
     G = inputs.need("surrogate", "codebook")
-    starts, _ = codebook_starts(G, inputs.features, inputs.space, inputs.target_features, _codes(inputs, cfg), inputs.free,
-                                cfg.codebook.keep, cfg.codebook.radius, progress=inputs.progress, look=inputs.look)
+    starts = _starts(inputs, cfg, G, lambda rows, _: G(rows.to(inputs.device)), 1024)
     res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
                          cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (codebook)", inputs.look)
     res.seconds = time.time() - t0
@@ -163,8 +183,13 @@ def fit_codebook_verify(inputs: FitInputs, cfg: FitConfig) -> FitResult:
     G = inputs.need("surrogate", "codebook-verify")
     engine = inputs.need("engine", "codebook-verify")
     render_r = EngineRenderer(engine, torch.Generator().manual_seed(inputs.seed + 1), inputs.device)
-    starts, _ = codebook_starts(render_r, inputs.features, inputs.space, inputs.target_features, _codes(inputs, cfg), inputs.free,
-                                cfg.codebook.keep, cfg.codebook.radius, batch=256, progress=inputs.progress, look=inputs.look)
+    keep, index = cfg.codebook.keep, inputs.target_index()
+
+    def look_render(rows: torch.Tensor, start: torch.Tensor) -> torch.Tensor:  # a start's looks share one render seed
+        seeds = index_seeds(inputs.seed + 3, index[start // keep] * keep + start % keep)
+        return engine.render_seeded(rows, seeds)["image"].to(inputs.device)
+
+    starts = _starts(inputs, cfg, render_r, look_render, 256)
     res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
                          cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (codebook-verify)", inputs.look)
     cand = torch.cat([starts, res.attrs[:, None]], 1)  # (N, keep + 1, D)

@@ -26,7 +26,9 @@ class CodebookConfig:
     grid_periodic, grid_bounded: grid values per periodic / bounded free attribute (categorical ones: every
     category); a grid larger than ``max_codes`` becomes ``max_codes`` scrambled Sobol points. keep: best
     distinct codes kept per target as starts (codes within ``radius``, unit-cube max-norm, of a kept one of
-    the same categories are skipped, so a pose and its 180° flip both survive).
+    the same categories are skipped, so a pose and its 180° flip both survive). look_codes: where the engine has
+    look attributes and they are fitted, the codes hold them at the centre, and each kept code then tries this
+    many looks (the centre's, then a Sobol set over the look box) and keeps the best by the look term.
     """
 
     grid_periodic: int = 72
@@ -34,9 +36,10 @@ class CodebookConfig:
     max_codes: int = 30000
     keep: int = 2
     radius: float = 0.08
+    look_codes: int = 32
 
     def __post_init__(self) -> None:
-        for name in ("grid_periodic", "max_codes", "keep"):
+        for name in ("grid_periodic", "max_codes", "keep", "look_codes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"fit.codebook.{name} must be > 0, got {getattr(self, name)}")
         if self.grid_bounded < 2:

@@ -11,15 +11,18 @@ with ``S`` the look statistics of :func:`look_statistics` (per channel: the mean
 standard deviation, the mean gradient magnitude). In gradient steps each term moves only its own attributes:
 the content term's gradient reaches the content attributes, the look term's the look attributes (two renders per
 step, one with each group detached). Choices among candidates (codebooks, verification by R) use the sum. Without
-look attributes the loss is the content term alone, as before.
+look attributes the loss is the content term alone, as before. The codebook strategies search the content with the
+look at the centre, then the look per kept code by the look term alone (:func:`look_search`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from scenefit.attributes import AttributeSpace
 
@@ -86,4 +89,41 @@ def make_look_term(space: AttributeSpace, images: torch.Tensor, weight: float, b
     return LookTerm(tuple(space.look), float(weight), stats)
 
 
-__all__ = ["GRID", "LookTerm", "look_statistics", "make_look_term", "split_look"]
+def look_codes(space: AttributeSpace, cols: list[int], count: int, centre: torch.Tensor, seed: int) -> torch.Tensor:
+    """``count`` values (count, len(cols)) of the look columns ``cols`` in natural units: the centre's values first,
+    then a scrambled Sobol set over their box."""
+    if count <= 1:
+        return centre[None, cols].clone()
+    unit = torch.quasirandom.SobolEngine(len(cols), scramble=True, seed=seed).draw(count - 1)
+    full = space.normalize(centre[None]).repeat(unit.shape[0], 1)
+    full[:, cols] = unit
+    return torch.cat([centre[None, cols], space.denormalize(full)[:, cols]])
+
+
+@torch.no_grad()
+def look_search(render: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], look: LookTerm, starts: torch.Tensor,
+                cols: list[int], codes: torch.Tensor, batch: int = 256, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per start, the best of the look ``codes`` (J, L) for the look columns ``cols``, by the look term alone.
+
+    starts (N, K, D): target ``i``'s K starts. ``render(rows (B, D), start_index (B,))`` gives images (B, C, h, w);
+    a start's J variants should share their render seed (``start_index`` = i * K + k), so that only the look differs.
+    Returns the starts with the best code's look columns (N, K, D) and its look term (N, K).
+    """
+    n, k, d = starts.shape
+    j = codes.shape[0]
+    flat = starts.reshape(-1, d)
+    total = n * k * j
+    losses = torch.empty(total)
+    for lo in tqdm(range(0, total, batch), desc="look search", disable=not progress, leave=False):
+        idx = torch.arange(lo, min(lo + batch, total))
+        start, code = idx // j, idx % j
+        rows = flat[start].clone()
+        rows[:, cols] = codes[code].to(rows)
+        losses[idx] = look.loss(render(rows, start), start // k).float().cpu()
+    best, pick = losses.view(n * k, j).min(1)
+    out = flat.clone()
+    out[:, cols] = codes[pick].to(out)
+    return out.reshape(n, k, d), best.reshape(n, k)
+
+
+__all__ = ["GRID", "LookTerm", "look_codes", "look_search", "look_statistics", "make_look_term", "split_look"]
