@@ -10,7 +10,8 @@ is measured in the same units:
     green_mag      G / mean(R, B) at its centre (tint; 1 = neutral)
     corner         mean of the corners / mean of the centre (vignetting; 1 = none)
     noise          std of the centre pixels around their mean (sensor noise; 8-bit quantisation adds ~0.001)
-    tone_step      (right - left) / 0.5 of a frame half 0.25, half 0.75, far from the edge (contrast, gamma, haze)
+    tone_step      (right - left) / 0.5 of a frame half 0.25, half 0.75, on plateaus w/32 to w/16 beside the
+                   edge (contrast, gamma, haze)
     edge_10_90     10-90% rise of that edge, averaged over rows, in thousandths of the frame width (blur; a
                    sharp edge reads 0.8 px, interpolated between the two pixels beside it)
 
@@ -66,8 +67,9 @@ def measure(flat: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
     k = max(min(h, w) // 10, 1)
     corners = torch.stack([flat[..., :k, :k], flat[..., :k, -k:], flat[..., -k:, :k], flat[..., -k:, -k:]]).mean((0, 2, 3, 4))
     rows = step[..., h // 2 - ch:h // 2 + ch, :].mean((1, 2))  # (B, W) averaged over channels and rows
-    left, right = rows[:, w // 4 - cw:w // 4].mean(1), rows[:, 3 * w // 4:3 * w // 4 + cw].mean(1)
-    near = rows[:, w // 2 - w // 8:w // 2 + w // 8]
+    a, b = max(w // 32, 2), max(w // 16, 4)  # plateaus beside the edge: past any blur, before vignetting bends them
+    left, right = rows[:, w // 2 - b:w // 2 - a].mean(1), rows[:, w // 2 + a:w // 2 + b].mean(1)
+    near = rows[:, w // 2 - b:w // 2 + b]
     fnear = (near - left[:, None]) / (right - left).clamp(min=1e-6)[:, None]
     rise = _crossing(fnear, 0.9) - _crossing(fnear, 0.1)
     return {
