@@ -59,7 +59,7 @@ def test_presets_match_the_paper_settings():
     assert t4.engine.args == {"canvas": 64, "translate": True, "max_shift": 20.0}
     assert (preset("rottrans-g2").setting.n_targets, preset("rottrans-g2").setting.n_test) == (4000, 2000)
     tiny = preset("street-tiny")
-    assert tiny.engine.args == {"height": 64, "width": 160} and tiny.fit_divisor == 2
+    assert tiny.engine.args == {"height": 64, "width": 160, "camera": True} and tiny.fit_divisor == 2
     assert tiny.fit.calibrate.attributes == ("sun_brightness", "sky_color") and tiny.fit.method == "codebook-verify"
     assert preset("street").to_dict() == {**preset("street-quick").to_dict(), "setting": {**preset("street-quick").to_dict()["setting"], "name": "street"}}
 

@@ -111,7 +111,7 @@ def camera_figure(sets: dict[str, dict[str, torch.Tensor]], path: Path) -> Path:
         ax.tick_params(labelsize=6)
         ax.set_yticks([])
     axes[0].legend(fontsize=6)
-    fig.suptitle("Targets' look vs fitted camera, measured on test charts (scenefit.experiments.driving_camera)", fontsize=8)
+    fig.suptitle("Targets' look vs fitted camera, measured on test charts (scenefit.experiments.driving_camera)", fontsize=8, y=1.04)
     save_figure(fig, path, dpi=110, bbox_inches="tight")
     return path
 
