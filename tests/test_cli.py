@@ -118,6 +118,34 @@ def test_fit_on_an_image_folder_reads_models_and_never_changes_them(tiny_run, tm
     assert len(datasets.load_dataset("imagefolder", data_dir=str(out), split="train", cache_dir=str(tmp_path / "hf"))) == 3
 
 
+def test_fit_adds_rows_sampled_from_the_density_of_the_fitted_rows(tiny_run, tmp_path, capsys):
+    write_scans(tmp_path / "scans")
+    out = tmp_path / "more"
+    with pytest.warns(UserWarning):
+        assert main(["fit", "rot-g2", "--targets", str(tmp_path / "scans"), "--out", str(out), "--models", str(tiny_run),
+                     "--sample", "7", *TINY]) == 0
+    assert "sampled 7 rows from the density of 3 fitted rows (held-out log-likelihood" in capsys.readouterr().out
+    from scenefit.datasets import read_metadata
+
+    meta = read_metadata(out)
+    assert meta["file_name"] == [f"{i:06d}.png" for i in range(10)]
+    assert meta["target"] == ["scan0.png", "scan1.png", "scan2.png"] + [""] * 7
+    assert all(v != v for v in meta["fit_loss"][3:]) and all(v == v for v in meta["fit_loss"][:3])  # NaN: not fitted
+    assert all(-180 < r <= 180 for r in meta["rotation"]) and len(set(meta["seed"])) == 10
+    sample = json.loads((out / "manifest.json").read_text())["sample"]
+    assert sample["rows"] == 7 and sample["fitted_rows"] == 3 and isinstance(sample["held_out_log_likelihood"], float)
+    assert main(["fit", "rot-g2", "--targets", str(tmp_path / "scans"), "--out", str(tmp_path / "bad"), "--sample", "-1", *TINY]) == 2
+    assert "export.sample must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_fit_shorthands_set_the_export_section():
+    from scenefit.cli import _config, build_parser
+
+    args = build_parser().parse_args(["fit", "rot-g2", "--targets", "t", "--out", "o", "--per-target", "4", "--sample", "9"])
+    cfg = _config(args)
+    assert (cfg.export.per_target, cfg.export.sample) == (4, 9)
+
+
 def test_fit_without_models_trains_into_the_store_then_reuses_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SCENEFIT_CACHE", str(tmp_path / "cache"))
     write_scans(tmp_path / "scans", n=2)

@@ -1,7 +1,7 @@
 """Command line: thin wrappers over library functions.
 
     scenefit run PRESET_OR_CONFIG --out DIR          the whole pipeline: targets, F/G/E, fit, dataset, scores
-    scenefit fit PRESET_OR_CONFIG --targets FOLDER [--glob PATTERN] --out DATASET [--models DIR]
+    scenefit fit PRESET_OR_CONFIG --targets FOLDER [--glob PATTERN] --out DATASET [--models DIR] [--per-target N] [--sample N]
     scenefit check PRESET_OR_CONFIG [--targets FOLDER [--glob PATTERN]] [--models DIR]     validate everything, train nothing
     scenefit train-surrogate PRESET_OR_CONFIG --out DIR
     scenefit evaluate RUN_DIR
@@ -47,6 +47,9 @@ def _config(args: argparse.Namespace) -> RunConfig:
         over["seed"] = args.seed
     if args.device is not None:
         over["device"] = args.device
+    for flag, field in (("per_target", "per_target"), ("sample", "sample")):  # scenefit fit's shorthands of export.*
+        if getattr(args, flag, None) is not None:
+            over.setdefault("export", {})[field] = getattr(args, flag)
     return load_config(args.config, over)
 
 
@@ -138,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--models", default=None,
                    help="run folder or model store to read F, G, E from, never changed (default: the user's store, "
                         "$SCENEFIT_CACHE/models, trained there when missing)")
+    f.add_argument("--per-target", type=int, default=None, metavar="N",
+                   help="renders per fitted target, each with its own seed (texture, layout, noise); = --set export.per_target=N")
+    f.add_argument("--sample", type=int, default=None, metavar="N",
+                   help="add N rows drawn from a density fitted to the fitted rows, each rendered once; = --set export.sample=N")
     f.add_argument("--overwrite", action="store_true", help="replace an existing scenefit dataset folder")
     f.add_argument("--retrain", action="store_true", help="train F, G, E again into the model store even if they are there")
     f.add_argument("--backend", choices=["local", "ray"], default="local",

@@ -116,13 +116,18 @@ class FeaturesConfig:
 @dataclass(frozen=True)
 class ExportConfig:
     """The synthetic dataset: ``per_target`` renders of every fitted row (each with its own seed), so every
-    compared training set has ``n_targets * per_target`` images (the oracle: X_t tiled)."""
+    compared training set has ``n_targets * per_target`` images (the oracle: X_t tiled). ``sample``: ``scenefit fit``
+    adds that many rows drawn from a density fitted to the fitted rows (:mod:`scenefit.amplify`), each rendered
+    once, after the fitted ones (empty ``target``, no ``fit_loss``)."""
 
     per_target: int = 1
+    sample: int = 0
 
     def __post_init__(self) -> None:
         if self.per_target < 1:
             raise ValueError(f"export.per_target must be >= 1, got {self.per_target}")
+        if self.sample < 0:
+            raise ValueError(f"export.sample must be >= 0, got {self.sample}")
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
     ``.<out>.shards`` beside ``out``; an interrupted call resumes from its finished shards; the folder becomes ``out``
     when every shard is done. ``backend``, ``workers``, ``ray_address``, ``threads``: see :func:`scenefit.backends.run_shards`.
     """
+    from scenefit.amplify import append_sampled_rows
     from scenefit.backends import run_shards
     from scenefit.datasets import check_replaceable, clean_stale, finish_dataset
     from scenefit.fitreport import write_fit_report
@@ -167,7 +168,7 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
             if len(todo) < len(shards):
                 log(f"[scenefit] {out}: resuming, {len(shards) - len(todo)} of {len(shards)} shards are done")
             t0 = time.time()
-            width = len(str(max(len(files) * cfg.export.per_target - 1, 0)))
+            width = len(str(max(len(files) * cfg.export.per_target + cfg.export.sample - 1, 0)))
             args = {"config": cfg.to_dict(), "store": str(store.root), "folder": str(work), "rows_width": width}
             records = run_shards(args, todo, backend, workers, ray_address, threads, cfg.device.startswith("cuda"), progress, on_done)
             seconds = time.time() - t0
@@ -180,6 +181,7 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
                 warnings.warn(msg, stacklevel=2)
             meta, fit = merge_shards(work, shards)
             write_parquet(work / "fitted.parquet", fit)
+            sampled = append_sampled_rows(work, meta, fit, res, cfg, width, progress, log) if cfg.export.sample else None
             e = res.engine
             report = write_fit_report(work, fit, meta, targets, e.space, res.sample_initial(5000, torch.Generator().manual_seed(cfg.seed + 11)),
                                       e.channels, e.height, e.width)
@@ -188,7 +190,7 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
                         "shard_size": shard_size, "shards": len(shards),
                         "fit": {"method": cfg.fit.method, "layer": res.content_layer, "features": cfg.features.source,
                                 "mean_loss": float(torch.tensor(fit["fit_loss"]).mean()), "report": "fit_report.md",
-                                "loss_quantiles": report["loss"]}}
+                                "loss_quantiles": report["loss"]}, "sample": sampled}
             finish_dataset(work, meta, res.engine, manifest)
             shutil.rmtree(work / "shards")
             (work / "job.json").unlink()
@@ -199,7 +201,7 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
             log(f"[scenefit] fit report flag: {flag.replace('**', '')}")
         loss = torch.tensor(fit["fit_loss"])
         stages = {k: sum(r["seconds"][k] for r in records) for k in ("read", "fit", "render", "write")}
-        return {"targets": len(files), "rows": len(meta["file_name"]), "seconds": seconds, "mean_loss": float(loss.mean()),
+        return {"targets": len(files), "rows": len(meta["file_name"]), "sampled": sampled, "seconds": seconds, "mean_loss": float(loss.mean()),
                 "shards": len(shards), "ran": len(records), "dataset": str(out), "models": str(store.root),
                 "report": str(out / "fit_report.md"),
                 "worker_seconds": stages, "worker_max_rss_kb": max((r["max_rss_kb"] for r in records), default=0)}
