@@ -129,10 +129,15 @@ class Pipeline:
         feats = m.key("features") if c.features.source == "fit_net" else m.key("task")
         enc = m.key("encoder") if c.fit.method == "amortized" else None
         sur = m.key("surrogate") if m.uses("surrogate") else None
-        return key_of("fit", self.problem_key(), feats, sur, enc, asdict(c.fit), self.res.content_layer, c.seed)
+        fit = asdict(c.fit)
+        if not self.res.engine.space.look:  # looks are searched only for look attributes: other fits keep their keys
+            del fit["codebook"]["look_codes"]
+        return key_of("fit", self.problem_key(), feats, sur, enc, fit, self.res.content_layer, c.seed)
 
     def ours_key(self) -> str:
-        return key_of("ours", self.fit_key(), asdict(self.cfg.export), self.res.engine.describe(), self.cfg.seed)
+        export = asdict(self.cfg.export)
+        del export["sample"]  # sampled rows are scenefit fit's, never part of ours' set
+        return key_of("ours", self.fit_key(), export, self.res.engine.describe(), self.cfg.seed)
 
     # ---------------------------------------------------------------------- fit
     def fit(self) -> tuple[torch.Tensor, torch.Tensor]:
