@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from scenefit.amplify import AttributeDensity, held_out_log_likelihood
+from scenefit.amplify import AttributeDensity, held_out_log_likelihood, select_density
 from scenefit.attributes import Attribute, AttributeSpace
 
 ROT = Attribute("rotation", -180.0, 180.0, "deg", periodic=True)
@@ -70,3 +70,16 @@ def test_bad_inputs_are_named():
         AttributeDensity(AttributeSpace([X]), torch.tensor([[1.0]]))
     with pytest.raises(ValueError, match=re.escape("bandwidth must be > 0 and lam in [0, 1), got 0.0, 0.05")):
         AttributeDensity(AttributeSpace([X]), torch.tensor([[1.0], [2.0]]), bandwidth=0.0)
+
+
+def test_cross_validation_narrows_scotts_bandwidth_on_two_modes():
+    g = torch.Generator().manual_seed(3)
+    two = torch.cat([45 + 5 * torch.randn(300, generator=g), -135 + 5 * torch.randn(300, generator=g)])[:, None]
+    two = (two + 180) % 360 - 180
+    space = AttributeSpace([ROT])
+    chosen = select_density(space, two, torch.Generator().manual_seed(0))
+    assert chosen.factor < 1.0
+    scott = held_out_log_likelihood(space, two, torch.Generator().manual_seed(1), bandwidth=1.0)
+    cv = held_out_log_likelihood(space, two, torch.Generator().manual_seed(1))
+    want = math.log(180) - 0.5 - math.log(5 * math.sqrt(2 * math.pi))  # two N(., 5 deg) modes of half the mass each
+    assert cv > scott + 0.3 and cv == pytest.approx(want, abs=0.15)

@@ -4,7 +4,8 @@
 
 - continuous columns: a Gaussian kernel per fitted row with one bandwidth per column, Scott's rule
   ``h = s * n^(-1 / (d + 4))`` (``s`` the column's standard deviation, circular for periodic columns, ``d`` the
-  number of columns that vary) times ``bandwidth`` (default 1); periodic columns wrap the kernel around the period,
+  number of columns that vary) times ``bandwidth`` (default 1; :func:`select_density` picks it by likelihood
+  cross-validation, as ``scenefit fit --sample`` does, since Scott's rule over-smooths several modes); periodic columns wrap the kernel around the period,
   bounded ones truncate it to the box (renormalised, so no mass is lost at a bound and no sample lies past one);
 - categorical columns: the row's category kept with probability ``1 - lam``, any other with ``lam / (K - 1)``;
 - columns with no spread (not fitted, e.g. held at the initial centre) are copied.
@@ -43,7 +44,7 @@ class AttributeDensity:
             raise ValueError(f"a density needs at least 2 fitted rows, got {rows.shape[0]}")
         if not (bandwidth > 0 and math.isfinite(bandwidth)) or not 0 <= lam < 1:
             raise ValueError(f"bandwidth must be > 0 and lam in [0, 1), got {bandwidth}, {lam}")
-        self.space, self.lam = space, float(lam)
+        self.space, self.lam, self.factor = space, float(lam), float(bandwidth)
         self.unit = space.normalize(rows.double())  # (N, D)
         spread = self._spread(self.unit)
         self.cont = [c for c in space.continuous if spread[c] > 1e-9]
@@ -109,21 +110,40 @@ class AttributeDensity:
         return torch.logsumexp(total, 1) - math.log(self.unit.shape[0])
 
 
+FACTORS = (2.0, 1.0, 0.5, 0.25, 0.125, 0.0625)
+"""Multiples of Scott's bandwidths :func:`select_density` tries (Scott's rule over-smooths multi-mode columns)."""
+
+
+def select_density(space: AttributeSpace, rows: torch.Tensor, generator: torch.Generator, lam: float = 0.05,
+                   factors: tuple[float, ...] = FACTORS) -> AttributeDensity:
+    """The density of ``rows`` (N, D) whose bandwidth factor gives the best log-likelihood of a random quarter of
+    ``rows`` under the density of the other three quarters (likelihood cross-validation), refitted on all rows."""
+    n = rows.shape[0]
+    if n < 8:
+        return AttributeDensity(space, rows, 1.0, lam)
+    perm = torch.randperm(n, generator=generator)
+    k = n // 4
+    scores = [AttributeDensity(space, rows[perm[k:]], f, lam).log_prob(rows[perm[:k]]).mean().item() for f in factors]
+    return AttributeDensity(space, rows, factors[max(range(len(factors)), key=scores.__getitem__)], lam)
+
+
 def _phi(x: torch.Tensor) -> torch.Tensor:
     """Standard normal CDF."""
     return 0.5 * (1 + torch.erf(x / math.sqrt(2)))
 
 
 def held_out_log_likelihood(space: AttributeSpace, rows: torch.Tensor, generator: torch.Generator, held_out: float = 0.2,
-                            bandwidth: float = 1.0, lam: float = 0.05) -> float:
+                            bandwidth: float | None = None, lam: float = 0.05) -> float:
     """Mean :meth:`AttributeDensity.log_prob` (nats per row, relative to uniform) of a random ``held_out`` share of
-    ``rows`` (N, D) under the density fitted to the others."""
+    ``rows`` (N, D) under the density fitted to the others: with ``bandwidth`` None the one :func:`select_density`
+    chooses on those others alone (the held-out rows never choose it), else that factor of Scott's rule."""
     n = rows.shape[0]
     k = max(1, int(round(held_out * n)))
     if n - k < 2:
         raise ValueError(f"{n} rows leave {n - k} to fit a density on; it needs at least 2")
     perm = torch.randperm(n, generator=generator)
-    dens = AttributeDensity(space, rows[perm[k:]], bandwidth, lam)
+    rest = rows[perm[k:]]
+    dens = select_density(space, rest, generator, lam) if bandwidth is None else AttributeDensity(space, rest, bandwidth, lam)
     return dens.log_prob(rows[perm[:k]]).mean().item()
 
 
@@ -137,7 +157,7 @@ def append_sampled_rows(folder: Path, meta: dict[str, list], fit: dict[str, list
     fitted = torch.tensor([fit[name] for name in space.names], dtype=torch.float32).T.reshape(-1, space.dim)
     g = torch.Generator().manual_seed(cfg.seed + SAMPLE_SEED)
     ll = held_out_log_likelihood(space, fitted, g) if fitted.shape[0] >= 3 else None
-    dens = AttributeDensity(space, fitted)
+    dens = select_density(space, fitted, g)
     rows = dens.sample(n, g)
     seeds = index_seeds(cfg.seed + SAMPLE_SEED, torch.arange(n))
     first = len(meta["file_name"])
@@ -151,7 +171,7 @@ def append_sampled_rows(folder: Path, meta: dict[str, list], fit: dict[str, list
     log(f"[scenefit] sampled {n} rows from the density of {fitted.shape[0]} fitted rows"
         + (f" (held-out log-likelihood {ll:.2f} nats per row over uniform)" if ll is not None else ""))
     return {"rows": n, "held_out_log_likelihood": ll, "fitted_rows": int(fitted.shape[0]),
-            "bandwidth_unit": {space.names[c]: float(dens.h[c]) for c in dens.cont}, "lam": dens.lam}
+            "bandwidth_factor": dens.factor, "bandwidth_unit": {space.names[c]: float(dens.h[c]) for c in dens.cont}, "lam": dens.lam}
 
 
-__all__ = ["SAMPLE_SEED", "AttributeDensity", "append_sampled_rows", "held_out_log_likelihood"]
+__all__ = ["FACTORS", "SAMPLE_SEED", "AttributeDensity", "append_sampled_rows", "held_out_log_likelihood", "select_density"]
