@@ -33,6 +33,7 @@ n segmenters, seed k with ``seed + 5 + k`` (k = 0: the row's one score, stage ``
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Callable
 
@@ -197,10 +198,7 @@ def driving_results(pipe: Pipeline, scale: str) -> dict:
 
 def _mean_std(xs: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (n - 1; None for one value) of ``xs``."""
-    n = len(xs)
-    mean = sum(xs) / n
-    std = (sum((x - mean) ** 2 for x in xs) / (n - 1)) ** 0.5 if n > 1 else None
-    return mean, std
+    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None
 
 
 def seed_statistics(miou_seeds: dict[str, list[float]]) -> dict:
