@@ -47,9 +47,9 @@ def _config(args: argparse.Namespace) -> RunConfig:
         over["seed"] = args.seed
     if args.device is not None:
         over["device"] = args.device
-    for flag, field in (("per_target", "per_target"), ("sample", "sample")):  # scenefit fit's shorthands of export.*
-        if getattr(args, flag, None) is not None:
-            over.setdefault("export", {})[field] = getattr(args, flag)
+    for name in ("per_target", "sample"):  # scenefit fit's shorthands of export.<name>
+        if getattr(args, name, None) is not None:
+            over.setdefault("export", {})[name] = getattr(args, name)
     return load_config(args.config, over)
 
 

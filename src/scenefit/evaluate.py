@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-
 from pathlib import Path
 
 import matplotlib
