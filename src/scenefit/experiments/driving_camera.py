@@ -60,16 +60,16 @@ def _crossing(f: torch.Tensor, t: float) -> torch.Tensor:
 
 def measure(flat: torch.Tensor, step: torch.Tensor) -> dict[str, torch.Tensor]:
     """The measures of the module doc from developed charts (B, 3, H, W); each (B,)."""
-    b, _, h, w = flat.shape
+    h, w = flat.shape[-2:]
     ch, cw = max(h // 6, 1), max(w // 12, 1)
     centre = flat[..., h // 2 - ch:h // 2 + ch, w // 2 - cw:w // 2 + cw]  # (B, 3, 2ch, 2cw)
     c = centre.mean((2, 3))  # (B, 3)
     k = max(min(h, w) // 10, 1)
     corners = torch.stack([flat[..., :k, :k], flat[..., :k, -k:], flat[..., -k:, :k], flat[..., -k:, -k:]]).mean((0, 2, 3, 4))
     rows = step[..., h // 2 - ch:h // 2 + ch, :].mean((1, 2))  # (B, W) averaged over channels and rows
-    a, b = max(w // 32, 2), max(w // 16, 4)  # plateaus beside the edge: past any blur, before vignetting bends them
-    left, right = rows[:, w // 2 - b:w // 2 - a].mean(1), rows[:, w // 2 + a:w // 2 + b].mean(1)
-    near = rows[:, w // 2 - b:w // 2 + b]
+    inner, outer = max(w // 32, 2), max(w // 16, 4)  # plateaus beside the edge: past any blur, before vignetting bends them
+    left, right = rows[:, w // 2 - outer:w // 2 - inner].mean(1), rows[:, w // 2 + inner:w // 2 + outer].mean(1)
+    near = rows[:, w // 2 - outer:w // 2 + outer]
     fnear = (near - left[:, None]) / (right - left).clamp(min=1e-6)[:, None]
     rise = _crossing(fnear, 0.9) - _crossing(fnear, 0.1)
     return {
