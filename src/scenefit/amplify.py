@@ -123,8 +123,13 @@ def select_density(space: AttributeSpace, rows: torch.Tensor, generator: torch.G
         return AttributeDensity(space, rows, 1.0, lam)
     perm = torch.randperm(n, generator=generator)
     k = n // 4
-    scores = [AttributeDensity(space, rows[perm[k:]], f, lam).log_prob(rows[perm[:k]]).mean().item() for f in factors]
+    scores = [_mean_log_prob(AttributeDensity(space, rows[perm[k:]], f, lam), rows[perm[:k]]) for f in factors]
     return AttributeDensity(space, rows, factors[max(range(len(factors)), key=scores.__getitem__)], lam)
+
+
+def _mean_log_prob(density: AttributeDensity, rows: torch.Tensor) -> float:
+    """Mean log density (nats per row over uniform) of ``rows`` (M, D) under ``density``."""
+    return density.log_prob(rows).mean().item()
 
 
 def _phi(x: torch.Tensor) -> torch.Tensor:
@@ -144,7 +149,7 @@ def held_out_log_likelihood(space: AttributeSpace, rows: torch.Tensor, generator
     perm = torch.randperm(n, generator=generator)
     rest = rows[perm[k:]]
     dens = select_density(space, rest, generator, lam) if bandwidth is None else AttributeDensity(space, rest, bandwidth, lam)
-    return dens.log_prob(rows[perm[:k]]).mean().item()
+    return _mean_log_prob(dens, rows[perm[:k]])
 
 
 def append_sampled_rows(folder: Path, meta: dict[str, list], fit: dict[str, list], res, cfg, width: int, progress: bool = False,
