@@ -104,19 +104,25 @@ def register_baseline(pipe: Pipeline, method: str) -> None:
                       lambda: baseline_set(pipe, method))
 
 
+def _baseline_info(pipe: Pipeline, method: str) -> dict | None:
+    """For a baseline: learn its rows if needed, register its set and return its score's extra report; else None."""
+    if method not in BASELINE_METHODS:
+        return None
+    _, info = baseline_rows(pipe, method)
+    register_baseline(pipe, method)
+    return {"baseline_seconds": info["seconds"]}
+
+
 def score_method(pipe: Pipeline, method: str, task_seed: int = 0) -> dict:
     """Train and score the task network on ``method``'s set (any of :data:`ALL_METHODS`, or ``ceiling``) with task
     seed ``task_seed`` (:meth:`Pipeline.score`; 0: the score every table reports)."""
-    if method not in BASELINE_METHODS:
-        return pipe.score(method, task_seed=task_seed)
-    _, info = baseline_rows(pipe, method)
-    register_baseline(pipe, method)
-    return pipe.score(method, {"baseline_seconds": info["seconds"]}, task_seed)
+    return pipe.score(method, _baseline_info(pipe, method), task_seed)
 
 
 def score_method_seeds(pipe: Pipeline, method: str) -> list[dict]:
-    """:func:`score_method` once per task seed 0 .. ``evaluate.task_seeds`` - 1, on one training set and one T."""
-    return [score_method(pipe, method, k) for k in range(pipe.cfg.evaluate.task_seeds)]
+    """:func:`score_method` once per task seed 0 .. ``evaluate.task_seeds`` - 1, on one training set and one T
+    (:meth:`Pipeline.score_seeds`)."""
+    return pipe.score_seeds(method, _baseline_info(pipe, method))
 
 
 def method_set(pipe: Pipeline, method: str) -> ImageSet:
