@@ -190,7 +190,7 @@ def test_unknown_key_in_a_file(tmp_path):
     p.write_text("preset: rot-g1\nsettings: {n_test: 3}\n")
     with pytest.raises(ConfigError, match=re.escape("unknown config key 'settings'; known keys here: ['baselines', 'device', 'encoder', "
                                                     "'engine', 'evaluate', 'export', 'features', 'fit', 'fit_divisor', 'plugin_path', "
-                                                    "'seed', 'setting', 'surrogate', 'task']")):
+                                                    "'probe', 'seed', 'setting', 'surrogate', 'task']")):
         load_config(str(p))
 
 

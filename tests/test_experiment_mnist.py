@@ -22,6 +22,7 @@ SETTINGS = ["rot-g2", "trans-g1"]
 FIGURES = [
     "fig3_engine_vs_surrogate_rot.png", "fig4_engine_vs_surrogate_trans.png", "fig5_samples_rot-g2.png",
     "fig6_samples_trans-g1.png", "fig7_rotation_hist.png", "fig8_positions.png", "fig9_sensitivity.png",
+    "fig_set_features_rot-g2.png", "fig_set_features_trans-g1.png",
 ]
 ALL_SETTINGS = ", ".join(PAPER_SETTINGS)
 ALL_METHODS = ", ".join(MNIST_METHODS)
@@ -62,7 +63,7 @@ def test_every_method_end_to_end(tiny_run):
             if m == "oracle":
                 assert r["metrics"] is None
             else:
-                assert r["metrics"]["layer"] == "fc2"
+                assert r["metrics"]["layer"] == "probe"
                 assert all(torch.isfinite(torch.tensor(r["metrics"][k])) for k in ("mmd2", "fid", "kid_mean", "bandwidth"))
     assert summary["results"]["rot-g2"]["sdr"]["uses_target_labels"] is True
     assert summary["results"]["rot-g2"]["metasim"]["uses_target_labels"] is False
@@ -71,7 +72,8 @@ def test_every_method_end_to_end(tiny_run):
     # each setting is a pipeline run folder; F, G and E are shared by the settings of one engine family
     assert (out / "rot-g2" / "config.yaml").is_file() and (out / "rot-g2" / "stages" / "score-ours.json").is_file()
     kinds = sorted(p.name.split("-")[0] for p in (out / "models").iterdir())
-    assert kinds == ["encoder", "encoder", "surrogate", "surrogate", "task", "task"]  # two families, not two settings each
+    # two families, not two settings each; P only where a baseline or set metric read it
+    assert kinds == ["encoder", "encoder", "probe", "probe", "surrogate", "surrogate", "task", "task"]
 
 
 def test_table2_rows_and_columns(tiny_run):

@@ -112,12 +112,14 @@ def test_task_features_at_a_lower_fitting_resolution():
                                                     "resolution 32x32 (fit_divisor 2): mat1 and mat2 shapes cannot be multiplied") +
                        r".*" + re.escape("; use fit_divisor 1 or features.source fit_net") + "$"):
         check("trans-g1", "fit_divisor=2", "fit.layer=fc1", "baselines.layer=conv1")
-    # the set distances read F itself whatever the fit's features are: FN does not help there
+    # with baselines.features task the set distances read F itself whatever the fit's features are: FN does not help
     with pytest.raises(ConfigError, match=r"^baselines.layer: the classifier network trained at 64x64 cannot read the fitting "
                                           r"resolution 32x32 \(fit_divisor 2\): .*; use fit_divisor 1 or a baselines.layer that "
-                                          r"reads any image size$"):
-        check("trans-g1", "fit_divisor=2", "fit.layer=fc1", "features.source=fit_net")
-    check("trans-g1", "fit_divisor=2", "fit.layer=fc1", "features.source=fit_net", "baselines.layer=conv1")
+                                          r"reads any image size, or baselines.features probe$"):
+        check("trans-g1", "fit_divisor=2", "fit.layer=fc1", "features.source=fit_net", "baselines.features=task")
+    check("trans-g1", "fit_divisor=2", "fit.layer=fc1", "features.source=fit_net", "baselines.features=task", "baselines.layer=conv1")
+    # the probe P is trained at the fitting resolution, so it reads it whatever F's layers are
+    check("trans-g1", "fit_divisor=2", "fit.layer=fc1", "features.source=fit_net")
 
 
 def test_memory_cap(monkeypatch):

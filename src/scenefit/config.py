@@ -10,6 +10,7 @@ outputs. Sections and who reads them:
 ``surrogate``  G;  ``encoder``: E (``fit.method: amortized``);  ``features``: the fit's feature network
 ``fit``        the fitting strategy (:mod:`scenefit.fitting.config`)
 ``export``     the synthetic dataset;  ``baselines``: the dataset-level methods of the experiments
+``probe``      P, the set-distance feature network of the baselines and set metrics (``baselines.features``)
 ``evaluate``   set distances and figures of the experiments
 =============  ==================================================================================
 
@@ -25,6 +26,7 @@ from scenefit.baselines.attribute_descent import AttributeDescentConfig
 from scenefit.baselines.metasim import MetaSimConfig
 from scenefit.baselines.sdr import SDRConfig
 from scenefit.encoder import EncoderConfig
+from scenefit.probe import ProbeConfig
 from scenefit.fitting.config import FitConfig
 from scenefit.scenarios import Mixture
 from scenefit.shifts import parse_shift
@@ -134,11 +136,16 @@ class ExportConfig:
 class BaselinesConfig:
     """The dataset-level methods of the experiments.
 
-    layer: the task network's layer their set distances compare ("" = its default set layer: the classifier's
-    ``fc2``, the segmenter's ``aspp``); the experiments' MMD, FID and KID use it too. validation: labeled
-    targets SDR's reward is measured on; reward_epochs: epochs of every task net trained for a reward.
+    features: the feature space of Meta-Sim's and Attribute Descent's set distances and of the experiments' MMD,
+    FID and KID: ``probe`` (default) is P, a network trained on uniform renders of the whole attribute box to
+    regress the attributes (:mod:`scenefit.probe`, ``probe`` config), which sees position and pose; ``task`` is
+    the task network F's ``layer`` (F is trained on the initial scenes; kept for the ablation). layer: F's layer
+    with ``features: task`` ("" = its default set layer: the classifier's ``fc2``, the segmenter's ``aspp``).
+    validation: labeled targets SDR's reward is measured on; reward_epochs: epochs of every task net trained for
+    a reward.
     """
 
+    features: str = "probe"
     layer: str = ""
     validation: int = 500
     reward_epochs: int = 5
@@ -147,6 +154,8 @@ class BaselinesConfig:
     sdr: SDRConfig = field(default_factory=SDRConfig)
 
     def __post_init__(self) -> None:
+        if self.features not in ("probe", "task"):
+            raise ValueError(f"baselines.features must be 'probe' or 'task', got {self.features!r}")
         if self.validation < 2 or self.reward_epochs < 1:
             raise ValueError(f"baselines.validation must be >= 2 and baselines.reward_epochs >= 1, got {self.validation}, {self.reward_epochs}")
 
@@ -183,6 +192,7 @@ class RunConfig:
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)

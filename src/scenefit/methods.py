@@ -4,7 +4,8 @@
                    (``baselines.<m>`` config; attributes saved in ``methods/<m>.safetensors``)
     score-<m>      the task network trained on its rows rendered by R, scored on T (:meth:`Pipeline.score`);
                    ``score-<m>-seed<k>`` with task seed k (:func:`score_method_seeds`, ``evaluate.task_seeds``)
-    metrics-<m>    MMD², FID and KID between a method's set and X_t on F's set layer (``baselines.layer``)
+    metrics-<m>    MMD², FID and KID between a method's set and X_t on the set features (``baselines.features``: P,
+                   or F's ``baselines.layer``)
 
 Baselines work at the fitting resolution (the engine R at ``1 / fit_divisor``, F's features there); the sets
 they are scored on are rendered at full resolution, as ours is.
@@ -43,7 +44,7 @@ def _section(pipe: Pipeline, method: str):
 def baseline_key(pipe: Pipeline, method: str) -> str:
     c = pipe.cfg
     m = c.setting.initial
-    return key_of("baseline", method, pipe.problem_key(), pipe.models.key("task"), asdict(_section(pipe, method)), pipe.res.set_layer,
+    return key_of("baseline", method, pipe.problem_key(), pipe.models.key("task"), asdict(_section(pipe, method)), pipe.models.set_features_key(),
                   c.baselines.validation, c.baselines.reward_epochs, pipe.res.fit_engine.describe(),
                   m.to_dict() if m is not None else "engine prior", pipe.models.n_initial, c.seed)
 
@@ -86,7 +87,7 @@ def baseline_rows(pipe: Pipeline, method: str) -> tuple[torch.Tensor, dict]:
         save_tensors(pipe.run.path(path), {"attrs": attrs})
         unit = fe.space.normalize(attrs)[:, list(fe.space.continuous)]
         spread = {"unit_std_mean": unit.std(0).mean().item(), "at_bound_fraction": ((unit < 1e-4) | (unit > 1 - 1e-4)).float().mean().item()}
-        pipe.run.mark(stage, key, {"seconds": time.time() - t0, "report": report, "feature_layer": res.set_layer, "files": [path], **spread})
+        pipe.run.mark(stage, key, {"seconds": time.time() - t0, "report": report, "feature_layer": res.set_space, "files": [path], **spread})
     return load_tensors(pipe.run.path(path))["attrs"], pipe.run.info(stage)
 
 
@@ -134,13 +135,13 @@ def method_set(pipe: Pipeline, method: str) -> ImageSet:
 
 def set_metrics(pipe: Pipeline, method: str) -> dict:
     """MMD² (Gaussian kernel, median bandwidth of X_t's features), FID and KID between ``method``'s set and X_t on
-    F's set layer (stage ``metrics-<method>``)."""
+    the set features (:meth:`Models.set_features`; stage ``metrics-<method>``)."""
     stage = f"metrics-{method}"
     if method in BASELINE_METHODS:
         register_baseline(pipe, method)
     c = pipe.cfg
     ev = {k: v for k, v in asdict(c.evaluate).items() if k != "task_seeds"}  # no score here: keys stay as before task seeds
-    key = key_of(stage, pipe.set_key(method), pipe.models.key("task"), pipe.res.set_layer, ev, pipe.problem_key())
+    key = key_of(stage, pipe.set_key(method), pipe.models.key("task"), pipe.models.set_features_key(), ev, pipe.problem_key())
     if pipe.needs(stage, key):
         t0 = time.time()
         feats = pipe.models.set_features()
@@ -149,7 +150,7 @@ def set_metrics(pipe: Pipeline, method: str) -> dict:
         sigma = median_bandwidth(f_t[0::2], f_t[1::2])
         subset = max(2, min(c.evaluate.kid_subset, synth.shape[0], targets.shape[0]))
         kid_mean, kid_std = kid(targets, synth, feats, subset_size=subset, subsets=100, seed=stable_seed(c.seed, method) + 2)
-        pipe.run.mark(stage, key, {"layer": pipe.res.set_layer, "bandwidth": sigma, "mmd2": mmd2(f_s, f_t, bandwidth=sigma),
+        pipe.run.mark(stage, key, {"layer": pipe.res.set_space, "bandwidth": sigma, "mmd2": mmd2(f_s, f_t, bandwidth=sigma),
                                    "fid": fid(targets, synth, feats), "kid_mean": kid_mean, "kid_std": kid_std, "kid_subset_size": subset,
                                    "seconds": time.time() - t0})
     return pipe.run.info(stage)

@@ -1,4 +1,5 @@
-"""The trained networks of a run — F, G, E and the fit's feature network FN — each kept in a model store by key.
+"""The trained networks of a run — F, G, E, the fit's feature network FN and the set-distance probe P — each kept
+in a model store by key.
 
 A network's key covers everything it depends on: the engine's ``describe()`` (at the
 resolution the network sees), its config section, the seed and, for F, the initial
@@ -18,17 +19,18 @@ from scenefit.augment import photometric_augment
 from scenefit.data import ImageSet, render_rows
 from scenefit.encoder import AttributeEncoder, load_encoder, save_encoder, train_encoder
 from scenefit.fitting import uses_surrogate
+from scenefit.probe import ProbeFeatures, load_probe, save_probe, train_probe
 from scenefit.resolve import Resolved
 from scenefit.runs import FolderError, ModelStore, key_of
 from scenefit.seeding import draw_seeds
 from scenefit.surrogate import Surrogate, load_surrogate, save_surrogate, surrogate_report, train_surrogate
 from scenefit.tasks import TaskFeatures, TaskNet, load_task
 
-SEED = {"initial": 303, "task": 5, "surrogate": 2, "encoder": 3, "features": 9}
+SEED = {"initial": 303, "task": 5, "surrogate": 2, "encoder": 3, "features": 9, "probe": 13}
 """Offsets added to ``cfg.seed`` for each network's randomness; every task network a run trains (F and each compared
 set's) starts from ``seed + 5``."""
 
-MODEL_STAGES = ("task", "surrogate", "encoder", "features")
+MODEL_STAGES = ("task", "surrogate", "encoder", "features", "probe")
 
 
 class Models:
@@ -71,7 +73,16 @@ class Models:
             m = c.setting.initial
             prior = (m.to_dict() if m is not None else "engine prior") if c.features.sample == "initial" else None
             return key_of("features", fe, asdict(c.task), self.res.task_name, asdict(c.features), prior, c.seed)
+        if stage == "probe":
+            return key_of("probe", fe, asdict(c.probe), c.seed)
         raise ValueError(f"unknown model stage '{stage}'")
+
+    def set_features_key(self) -> str:
+        """What set-distance features a key depends on: F's layer name with ``baselines.features: task`` (the keys
+        of runs from before P existed), P's key with ``probe``."""
+        if self.cfg.baselines.features == "task":
+            return self.res.set_layer
+        return key_of("set-features", self.key("probe"))
 
     def done(self, stage: str) -> bool:
         return self.store.has(stage, self.key(stage))
@@ -109,6 +120,8 @@ class Models:
             return load_surrogate(path, fe, dev)
         if stage == "encoder":
             return load_encoder(path, fe, dev)
+        if stage == "probe":
+            return load_probe(path, fe, dev)
         return load_task(path, self.res.task_cls, self.res.task_name, dev)
 
     # -------------------------------------------------------------- training
@@ -142,6 +155,14 @@ class Models:
         fe = self.res.fit_engine
         enc, rep = train_encoder(fe, self.cfg.encoder, self.cfg.seed + SEED["encoder"], self.cfg.device, self.progress)
         save_encoder(folder / "model.safetensors", enc, fe, rep)
+        return rep
+
+    def _train_probe(self, folder) -> dict:
+        fe = self.res.fit_engine
+        net, rep = train_probe(fe, self.cfg.probe, self.cfg.seed + SEED["probe"], self.cfg.device, self.progress)
+        save_probe(folder / "model.safetensors", net, fe, rep)
+        errs = ", ".join(f"{k} {v:.3g}" for k, v in rep["heldout_error"].items())
+        self.log(f"[scenefit] probe P at {fe.height}x{fe.width}: held-out mean errors {errs} after {rep['steps']} steps")
         return rep
 
     def _train_features(self, folder) -> dict:
@@ -180,9 +201,12 @@ class Models:
         fe = self.res.fit_engine
         return TaskFeatures(net, self.res.content_layer, (fe.height, fe.width))
 
-    def set_features(self) -> TaskFeatures:
-        """F's set-distance layer at the fitting resolution (baselines, MMD, FID, KID), returned on the CPU."""
+    def set_features(self) -> TaskFeatures | ProbeFeatures:
+        """The set-distance features at the fitting resolution (baselines, MMD, FID, KID), returned on the CPU:
+        P's with ``baselines.features: probe``, F's set layer with ``task``."""
         fe = self.res.fit_engine
+        if self.cfg.baselines.features == "probe":
+            return ProbeFeatures(self.get("probe"), (fe.height, fe.width))
         return TaskFeatures(self.task(), self.res.set_layer, (fe.height, fe.width), out_device="cpu")
 
     def uses(self, stage: str) -> bool:

@@ -48,6 +48,11 @@ class Resolved:
         return self.cfg.baselines.layer or self.task_cls.set_layer
 
     @property
+    def set_space(self) -> str:
+        """What set distances compare, as reports name it: ``probe`` (P's features) or F's layer (``fc2``, ``aspp``)."""
+        return "probe" if self.cfg.baselines.features == "probe" else self.set_layer
+
+    @property
     def free(self) -> list[int]:
         """Continuous columns the fit optimises."""
         space = self.engine.space
@@ -198,9 +203,10 @@ def _check_networks(res: Resolved) -> None:
             res.task_cls.build(fe.channels, fe.height, fe.width, fe.labels, dict(cfg.task.args))
         except ValueError as err:
             raise ConfigError(f"features: the feature network at the fitting resolution {fe.height}x{fe.width}: {err}") from None
-    # the set distances always read F (features.source fit_net does not change them): another layer is the way out
+    # with baselines.features task the set distances read F (features.source fit_net does not change them)
     sizes = [("fit.layer", res.content_layer, "features.source fit_net")] if cfg.features.source == "task" else []
-    sizes.append(("baselines.layer", res.set_layer, "a baselines.layer that reads any image size"))
+    if cfg.baselines.features == "task":
+        sizes.append(("baselines.layer", res.set_layer, "a baselines.layer that reads any image size, or baselines.features probe"))
     for field, layer, remedy in sizes:
         try:
             with torch.no_grad():

@@ -126,7 +126,8 @@ def table4_markdown(results: dict) -> str:
         f"(layer `{results['feature_layer']}`)"
         + (f" plus the look term on its {len(results['look_attributes'])} look attributes (look statistics, weight "
            f"{results['config']['fit']['look_weight']:g})" if results.get("look_attributes") else "")
-        + f"; Meta-Sim's MMD compares F's layer `{results['metasim_layer']}` over the same engine's attributes."
+        + (f"; Meta-Sim's MMD compares F's layer `{results['metasim_layer']}`" if results["metasim_layer"] != "probe"
+           else "; Meta-Sim's MMD compares the probe network P's features") + " over the same engine's attributes."
         + (f" FN reads the test split at {100 * results['fit_features']['test_score']['score']:.1f}% mIoU at the fitting resolution."
            if (results.get("fit_features") or {}).get("test_score") else ""),
         f"Surrogate G at {s['resolution'][0]}x{s['resolution'][1]}: held-out L1 {s['heldout_l1']:.4f} (mean image {s['mean_image_l1']:.4f}, "

@@ -27,12 +27,13 @@ from tqdm.auto import tqdm
 from scenefit.config import ConfigError, RunConfig
 from scenefit.engines.base import EngineRenderer
 from scenefit.configio import PRESET_DIR, read_yaml, config_from_dict, merge
-from scenefit.experiments import mnist_figures
+from scenefit.experiments import mnist_figures, set_features
 from scenefit.experiments import MNIST_METHODS
 from scenefit.experiments.tables import write_tables
 from scenefit.io import read_json, write_json
 from scenefit.methods import method_set, score_method, set_metrics
 from scenefit.pipeline import Pipeline
+from scenefit.probe import ProbeFeatures
 from scenefit.resolve import resolve
 from scenefit.runs import ModelStore, claim, clean_partials, locked
 from scenefit.scenarios import PAPER_SETTINGS
@@ -152,9 +153,12 @@ def figure_inputs(out: Path, store: ModelStore, cfgs: dict[str, RunConfig], resu
 
     ``settings``: per setting, the first images and all attribute rows of the initial, Meta-Sim, ours and target
     sets; ``families``: per engine family, engine and surrogate renders of ten targets and the content-loss
-    sensitivity curves (Fig. 3, 4, 9).
+    sensitivity curves (Fig. 3, 4, 9); ``set_features``: per family's first setting, the set features' distance
+    against attribute offsets; ``curves``: per setting, each baseline's fit report (its MMD², FID or reward curve).
     """
-    data: dict = {"settings": {}, "families": {}}
+    data: dict = {"settings": {}, "families": {}, "set_features": {},
+                  "curves": {s: {m: r["info"]["report"] for m, r in rows.items() if r.get("info", {}).get("report")}
+                             for s, rows in results.items()}}
     pipes = {}
     for s in results:
         res = resolve(cfgs[s])
@@ -189,9 +193,22 @@ def figure_inputs(out: Path, store: ModelStore, cfgs: dict[str, RunConfig], resu
                          spipe.problem.targets.attrs[:k], spipe.problem.targets.image[:k]),
                      "max_shift": float(spipe.cfg.engine.args.get("max_shift", 20.0))}
         data["families"][fam] = panel
+        data["set_features"][present[0]] = _set_feature_curves(pipe, min(k, 200))
     for p in pipes.values():
         p.res.close()
     return data
+
+
+def _set_feature_curves(pipe: Pipeline, k: int) -> dict:
+    """Feature distance against rotation / tx / ty offsets of the initial scenes' first ``k`` rows, for F's set layer
+    and, when stored, the probe P (:mod:`scenefit.experiments.set_features`)."""
+    fe, models = pipe.res.fit_engine, pipe.models
+    size = (fe.height, fe.width)
+    feats = {f"F {pipe.res.set_layer} (initial scenes)": TaskFeatures(models.task(), pipe.res.set_layer, size, out_device="cpu").batched}
+    if models.done("probe"):
+        feats["probe P (uniform renders)"] = ProbeFeatures(models.get("probe"), size).batched
+    attrs = models.initial_set().attrs[:k]
+    return {"curves": set_features.shift_curves(EngineRenderer(fe, fixed_seed=1), feats, fe.space, attrs), "rows": int(attrs.shape[0])}
 
 
 __all__ = ["figure_inputs", "run_mnist_experiment", "select", "setting_config"]

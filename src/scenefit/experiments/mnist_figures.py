@@ -7,6 +7,8 @@
     fig7_rotation_hist.png              rotation histograms, one row per Rot. setting (Fig. 7)
     fig8_positions.png                  (tx, ty) scatter, one row per translating setting (Fig. 8)
     fig9_sensitivity.png                content loss vs rotation / translation offset (Fig. 9)
+    fig_set_features_<setting>.png      set-distance feature distance vs offset, F's layer and the probe P
+    fig_baseline_curves.png             each baseline's fit curve (MMD², FID, reward), one row per setting
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from scenefit.evaluate import sample_grid, save_figure  # noqa: E402
+from scenefit.experiments.set_features import plot_shift_curves  # noqa: E402
 from scenefit.tasks import content_loss  # noqa: E402
 
 COLUMNS = {"initial": "initial", "metasim": "Meta-Sim", "ours": "ours", "target": "target"}
@@ -126,6 +129,40 @@ def sensitivity_curves(family: str, by_G, by_R, feats, space, attrs: torch.Tenso
     return curves
 
 
+CURVE_LABELS = {"mmd2": "MMD² (per update)", "fid": "FID (best per coordinate)", "reward": "reward: validation accuracy"}
+
+
+def plot_baseline_curves(curves: dict[str, dict[str, dict]], path: Path) -> Path:
+    """One row per setting, one column per baseline: its fit curve (Meta-Sim's MMD², Attribute Descent's FID, SDR's
+    reward) against its iterations; long noisy curves get a running mean over 25 points beside the raw values."""
+    methods = [m for m in ("metasim", "attribute-descent", "sdr") if any(m in reps for reps in curves.values())]
+    fig, axes = plt.subplots(len(curves), len(methods), figsize=(4.2 * len(methods), 2.6 * len(curves) + 0.3), squeeze=False)
+    for r, (setting, reps) in enumerate(curves.items()):
+        for c, m in enumerate(methods):
+            ax = axes[r][c]
+            rep = reps.get(m)
+            if rep is None or not rep.get("curve"):
+                ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+            else:
+                y = torch.tensor(rep["curve"], dtype=torch.float64)
+                x = torch.arange(1, len(y) + 1)
+                ax.plot(x.numpy(), y.numpy(), lw=0.6, alpha=0.5 if len(y) > 50 else 1.0, marker="" if len(y) > 50 else ".")
+                if len(y) > 50:
+                    smooth = torch.nn.functional.avg_pool1d(y[None, None], 25, 1)[0, 0]
+                    ax.plot(x[12 : 12 + len(smooth)].numpy(), smooth.numpy(), lw=1.5, color="C3", label="running mean 25")
+                    ax.legend(fontsize=7)
+                if rep.get("curve_metric") in ("mmd2", "fid"):
+                    ax.set_yscale("symlog", linthresh=1e-3 if rep["curve_metric"] == "mmd2" else 1.0)
+                ax.set_ylabel(CURVE_LABELS.get(rep.get("curve_metric"), str(rep.get("curve_metric"))), fontsize=8)
+            if r == 0:
+                ax.set_title(COLUMNS.get(m, m) if m in COLUMNS else {"attribute-descent": "Attr. Des.", "sdr": "SDR"}[m])
+            if c == 0:
+                ax.text(-0.32, 0.5, setting, rotation=90, va="center", ha="center", transform=ax.transAxes)
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def write_figures(folder: Path, data: dict) -> list[Path]:
     """Draw every figure ``data`` allows (see :func:`scenefit.experiments.mnist.figure_inputs`); returns the paths."""
     written: list[Path] = []
@@ -164,4 +201,11 @@ def write_figures(folder: Path, data: dict) -> list[Path]:
                    f"clamped to ±{p['max_shift']:g} px)"] = (SHIFT_OFFSETS, p["curves"], "px")
     if panels:
         written.append(plot_sensitivity(panels, folder / "fig9_sensitivity.png"))
+    curves = {s: reps for s, reps in data.get("curves", {}).items() if reps}
+    if curves:
+        written.append(plot_baseline_curves(curves, folder / "fig_baseline_curves.png"))
+    for setting, d in data.get("set_features", {}).items():
+        title = (f"{setting}: what the set-distance features see ({d['rows']} initial scenes moved by an offset; "
+                 "1 = as far as another digit)")
+        written.append(plot_shift_curves(d["curves"], title, folder / f"fig_set_features_{setting}.png"))
     return written

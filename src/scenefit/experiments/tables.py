@@ -113,6 +113,15 @@ FIT_CAPTIONS = {
 }
 
 
+def set_features_caption(cfg) -> str:
+    """Which features a run's set distances compare (``baselines.features``), in a caption's words."""
+    if cfg.baselines.features == "probe":
+        return ("the probe network P's features (trained on uniform renders of the whole attribute box to regress the "
+                "attributes, position included; no fit of ours reads it; `baselines.features: probe`)")
+    return (f"the task network F's `{cfg.baselines.layer or 'fc2'}` features (F trained on the initial scenes; "
+            "`baselines.features: task`)")
+
+
 def write_tables(out: Path, results: dict, scale: str, cfg) -> None:
     """Write ``table2.md/.csv`` and ``table3.md/.csv`` into ``out`` from {setting: {method: result}}.
 
@@ -131,8 +140,8 @@ def write_tables(out: Path, results: dict, scale: str, cfg) -> None:
         f"same seed); scale `{scale}`.",
         f"† uses target labels: SDR's reward is accuracy on a labeled validation split of {cfg.baselines.validation} target images; "
         "the oracle trains on the labeled X_t.",
-        f"Meta-Sim, Attr. Des. and SDR compare images through the task network trained on the initial scenes "
-        f"(layer {cfg.baselines.layer or 'fc2'}); {FIT_CAPTIONS.get(cfg.fit.method, cfg.fit.method)} (fit.method `{fit}`).",
+        f"Meta-Sim and Attr. Des. compare image sets on {set_features_caption(cfg)}; SDR reads no features (its reward is "
+        f"accuracy); {FIT_CAPTIONS.get(cfg.fit.method, cfg.fit.method)} (fit.method `{fit}`).",
     ]
     md = ["# Table 2: accuracy on T (%)", "", "## measured", "", _markdown(["method", *cols], measured2), "",
           *[f"{n}  " for n in notes2], "", "## paper", "", _markdown(["method", *cols], paper2), "",
@@ -146,8 +155,7 @@ def write_tables(out: Path, results: dict, scale: str, cfg) -> None:
     paper3 = [(m, [_fmt(v[0], 2), _fmt(v[1], 1), "–", _fmt(v[2]), _fmt(v[3], 2), _fmt(v[4], 1), "–", _fmt(v[5])])
               for m, v in PAPER_TABLE3.items()]
     notes3 = [
-        f"Between each synthetic set and X_t ({n_imgs} images each), on the task network's {cfg.baselines.layer or 'fc2'} features (network "
-        "trained on the initial scenes, no downloaded weights).",
+        f"Between each synthetic set and X_t ({n_imgs} images each), on {set_features_caption(cfg)}; no downloaded weights.",
         f"MMD: unbiased MMD² × {MMD_FACTOR:g}, Gaussian kernel, bandwidth σ by the median heuristic on the target features "
         f"(once per setting: {_bandwidths(results)}).",
         "FID and KID (× 100, polynomial kernel, subsets of "
