@@ -8,7 +8,14 @@ import torch
 from scenefit.attributes import Attribute, AttributeSpace
 from scenefit.engines.digits import DigitEngine
 from scenefit.experiments.set_features import feature_shift_distance
-from scenefit.probe import ProbeConfig, ProbeFeatures, load_probe, probe_errors, save_probe, train_probe
+from scenefit.probe import (
+    ProbeConfig,
+    ProbeFeatures,
+    load_probe,
+    probe_errors,
+    save_probe,
+    train_probe,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -39,7 +46,7 @@ def test_probe_features_move_with_tx_more_than_between_rows_at_large_shifts(engi
     g = torch.Generator().manual_seed(3)
     attrs = engine.space.sample_uniform(64, g)
     attrs[:, engine.space.index("tx")] = -6.0
-    render = lambda a: engine.render_seeded(a, torch.arange(a.shape[0]))["image"]  # noqa: E731
+    render = lambda a: engine.render_seeded(a, torch.arange(a.shape[0]))["image"]
     d = feature_shift_distance(render, feats.batched, engine.space, attrs, "tx", torch.tensor([0.0, 2.0, 12.0]))
     assert d[0].item() == pytest.approx(0.0, abs=1e-6)
     assert 0 < d[1] < d[2], d

@@ -12,17 +12,17 @@ seed, so only the attribute differs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from scenefit.attributes import AttributeSpace  # noqa: E402
-from scenefit.evaluate import save_figure  # noqa: E402
+from scenefit.attributes import AttributeSpace
+from scenefit.evaluate import save_figure
 
 Render = Callable[[torch.Tensor], torch.Tensor]
 """``attrs (N, D) -> images (N, C, H, W)``, one fixed render seed per row."""
