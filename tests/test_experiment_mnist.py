@@ -67,6 +67,8 @@ def test_every_method_end_to_end(tiny_run):
                 assert all(torch.isfinite(torch.tensor(r["metrics"][k])) for k in ("mmd2", "fid", "kid_mean", "bandwidth"))
     assert summary["results"]["rot-g2"]["sdr"]["uses_target_labels"] is True
     assert summary["results"]["rot-g2"]["metasim"]["uses_target_labels"] is False
+    # Meta-Sim and Attribute Descent compare sets on the probe P; SDR reads no features at all
+    assert [summary["results"]["rot-g2"][m]["info"]["feature_layer"] for m in ("metasim", "attribute-descent", "sdr")] == ["probe", "probe", "none"]
     assert "rotation_median_abs" in summary["results"]["rot-g2"]["ours"]["info"]["attribute_error"]
     assert "position_median_px" in summary["results"]["trans-g1"]["ours"]["info"]["attribute_error"]
     # each setting is a pipeline run folder; F, G and E are shared by the settings of one engine family

@@ -41,10 +41,19 @@ def _section(pipe: Pipeline, method: str):
     return getattr(pipe.cfg.baselines, method.replace("-", "_"))
 
 
+def _features_key(pipe: Pipeline, method: str) -> str:
+    """What a baseline's rows depend on of the set features: nothing for SDR (rewarded by accuracy)."""
+    return pipe.models.set_features_key() if BASELINES[method][0].uses_features else "reads no features"
+
+
+def _no_features(images: torch.Tensor) -> torch.Tensor:
+    raise RuntimeError("this baseline was declared not to read features (uses_features = False) but called feature_fn")
+
+
 def baseline_key(pipe: Pipeline, method: str) -> str:
     c = pipe.cfg
     m = c.setting.initial
-    return key_of("baseline", method, pipe.problem_key(), pipe.models.key("task"), asdict(_section(pipe, method)), pipe.models.set_features_key(),
+    return key_of("baseline", method, pipe.problem_key(), pipe.models.key("task"), asdict(_section(pipe, method)), _features_key(pipe, method),
                   c.baselines.validation, c.baselines.reward_epochs, pipe.res.fit_engine.describe(),
                   m.to_dict() if m is not None else "engine prior", pipe.models.n_initial, c.seed)
 
@@ -79,7 +88,7 @@ def baseline_rows(pipe: Pipeline, method: str) -> tuple[torch.Tensor, dict]:
                 net = res.task_cls.train_net(images, labels, fe.labels, recipe, cfg.seed + 6, cfg.device, progress=False)
                 return net.score(val_images, val_labels)["score"]
 
-        feats = pipe.models.set_features()
+        feats = pipe.models.set_features() if cls.uses_features else _no_features
         g = torch.Generator().manual_seed(stable_seed(cfg.seed, method))
         report = obj.fit(fe, res.sample_initial, _at(targets.image, size)[0], feats, g, pipe.progress,
                          validation, score_fn)
@@ -87,7 +96,7 @@ def baseline_rows(pipe: Pipeline, method: str) -> tuple[torch.Tensor, dict]:
         save_tensors(pipe.run.path(path), {"attrs": attrs})
         unit = fe.space.normalize(attrs)[:, list(fe.space.continuous)]
         spread = {"unit_std_mean": unit.std(0).mean().item(), "at_bound_fraction": ((unit < 1e-4) | (unit > 1 - 1e-4)).float().mean().item()}
-        pipe.run.mark(stage, key, {"seconds": time.time() - t0, "report": report, "feature_layer": res.set_space, "files": [path], **spread})
+        pipe.run.mark(stage, key, {"seconds": time.time() - t0, "report": report, "feature_layer": res.set_space if cls.uses_features else "none", "files": [path], **spread})
     return load_tensors(pipe.run.path(path))["attrs"], pipe.run.info(stage)
 
 

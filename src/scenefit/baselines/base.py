@@ -134,6 +134,8 @@ class Baseline(ABC):
 
     name: ClassVar[str] = "baseline"
     uses_target_labels: ClassVar[bool] = False
+    uses_features: ClassVar[bool] = True
+    """Whether :meth:`fit` reads ``feature_fn`` (SDR, rewarded by accuracy, does not)."""
 
     def __init__(self, config: Any = None) -> None:
         self.config = config

@@ -173,6 +173,7 @@ class SDR(Baseline):
 
     name = "sdr"
     uses_target_labels = True
+    uses_features = False
 
     def __init__(self, config: SDRConfig | None = None) -> None:
         super().__init__(config or SDRConfig())

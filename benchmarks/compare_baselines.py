@@ -1,0 +1,83 @@
+"""What did each dataset-level baseline learn? Its rows against the targets' true attributes, per run folder.
+
+    python benchmarks/compare_baselines.py runs/paper-single/trans-g1 runs/paper-single-fc2/trans-g1
+
+Each argument is one setting's folder of ``scenefit experiment mnist`` (or a ``scenefit run`` folder) on the
+built-in target domain. It is only read: ``config.yaml`` regenerates the targets (checked against
+``stages/problem.json``), nothing is trained or written. For every baseline stage the folder holds (Meta-Sim,
+Attribute Descent, SDR) it prints the set features it compared (``probe`` or F's layer), its score on T, the
+circular mean and standard deviation of rotation and the mean and standard deviation of tx and ty of its learned
+rows beside the targets' and the initial scenes', and the first and last tenth of its fit curve (Meta-Sim's MMD²,
+Attribute Descent's FID, SDR's reward), averaged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from scenefit.configio import load_saved_config
+from scenefit.io import load_tensors, read_json
+from scenefit.pipeline import Pipeline
+
+METHODS = ("metasim", "attribute-descent", "sdr")
+
+
+def summary(space, attrs: torch.Tensor) -> str:
+    """``rotation m ± s°, tx m ± s px, ty ...`` of (N, D) rows (circular statistics for periodic attributes)."""
+    parts = []
+    for name in ("rotation", "tx", "ty"):
+        if name not in space.names:
+            continue
+        v = attrs[:, space.index(name)].double()
+        if space[name].periodic:
+            phase = torch.deg2rad(v)
+            c, s = phase.cos().mean(), phase.sin().mean()
+            mean, r = math.degrees(math.atan2(s, c)), float(torch.hypot(c, s))
+            std = math.degrees(math.sqrt(max(-2 * math.log(max(r, 1e-12)), 0.0)))
+            parts.append(f"{name} {mean:6.1f} ± {std:5.1f}°")
+        else:
+            parts.append(f"{name} {float(v.mean()):6.2f} ± {float(v.std()):5.2f} px")
+    return ", ".join(parts)
+
+
+def report(folder: Path) -> None:
+    """Print the comparison for one setting folder."""
+    cfg = replace(load_saved_config(folder / "config.yaml"), device="cpu")
+    pipe = Pipeline(cfg, folder, progress=False, log=lambda m: None, allowed=set())
+    if pipe.run.info("problem").get("key") != pipe.problem_key() or pipe.problem.targets.attrs is None:
+        raise SystemExit(f"{folder} does not hold the targets its config synthesises")
+    space = pipe.res.engine.space
+    print(f"# {folder}  (baselines.features: {cfg.baselines.features})")
+    print(f"  targets          {summary(space, pipe.problem.targets.attrs)}")
+    print(f"  initial scenes   {summary(space, pipe.models.initial_set().attrs)}")
+    for m in METHODS:
+        stage = folder / "stages" / f"baseline-{m}.json"
+        if not stage.is_file():
+            continue
+        info = read_json(stage)
+        rows = load_tensors(folder / "methods" / f"{m}.safetensors")["attrs"]
+        score = folder / "stages" / f"score-{m}.json"
+        acc = f"{100 * read_json(score)['score']:5.1f}%" if score.is_file() else "  n/a "
+        curve = info["report"].get("curve") or []
+        tenth = max(1, len(curve) // 10)
+        ends = (f"{info['report']['curve_metric']} first tenth {sum(curve[:tenth]) / tenth:.4g}, last tenth "
+                f"{sum(curve[-tenth:]) / tenth:.4g} ({len(curve)} points)" if curve else "no curve")
+        print(f"  {m:17s}{acc} on {info.get('feature_layer', '?'):6s} {summary(space, rows)}; {ends}; {info['seconds']:.0f} s")
+    pipe.res.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folders", nargs="+", type=Path, help="setting folders of scenefit experiment mnist")
+    args = ap.parse_args()
+    for folder in args.folders:
+        report(folder)
+
+
+if __name__ == "__main__":
+    main()
