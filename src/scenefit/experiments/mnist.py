@@ -193,7 +193,10 @@ def figure_inputs(out: Path, store: ModelStore, cfgs: dict[str, RunConfig], resu
                          spipe.problem.targets.attrs[:k], spipe.problem.targets.image[:k]),
                      "max_shift": float(spipe.cfg.engine.args.get("max_shift", 20.0))}
         data["families"][fam] = panel
-        data["set_features"][present[0]] = _set_feature_curves(pipe, min(k, 200))
+    for fam in ("rot", "trans"):  # the set features need F (and P where stored), not ours: any finished setting will do
+        first = next((s for s in PREFERRED[fam] if s in results), None)
+        if first is not None and pipes[first].models.done("task"):
+            data["set_features"][first] = _set_feature_curves(pipes[first], min(cfgs[first].evaluate.sensitivity_targets, 200))
     for p in pipes.values():
         p.res.close()
     return data
