@@ -7,8 +7,9 @@ built-in target domain. It is only read: ``config.yaml`` regenerates the targets
 ``stages/problem.json``), nothing is trained or written. For every baseline stage the folder holds (Meta-Sim,
 Attribute Descent, SDR) it prints the set features it compared (``probe`` or F's layer), its score on T, the
 circular mean and standard deviation of rotation and the mean and standard deviation of tx and ty of its learned
-rows beside the targets' and the initial scenes', and the first and last tenth of its fit curve (Meta-Sim's MMD²,
-Attribute Descent's FID, SDR's reward), averaged.
+rows beside the targets' and the initial scenes', the mean within-class standard deviation of tx and ty (near 0
+when every digit class sits at one position of its own), and the first and last tenth of its fit curve (Meta-Sim's
+MMD², Attribute Descent's FID, SDR's reward), averaged.
 """
 
 from __future__ import annotations
@@ -45,6 +46,20 @@ def summary(space, attrs: torch.Tensor) -> str:
     return ", ".join(parts)
 
 
+def class_spread(space, attrs: torch.Tensor) -> str:
+    """Mean within-class standard deviation of tx and ty (px) over the categorical ``digit`` classes: near 0 when a
+    method puts every digit class at one position of its own (a shortcut a task network learns)."""
+    if "digit" not in space.names or "tx" not in space.names:
+        return ""
+    cls = attrs[:, space.index("digit")].round().long()
+    out = []
+    for name in ("tx", "ty"):
+        v = attrs[:, space.index(name)].double()
+        per = [float(v[cls == c].std()) for c in cls.unique().tolist() if int((cls == c).sum()) > 1]
+        out.append(f"{name} {sum(per) / max(len(per), 1):.2f}")
+    return "; within-class std " + ", ".join(out) + " px"
+
+
 def report(folder: Path) -> None:
     """Print the comparison for one setting folder."""
     cfg = replace(load_saved_config(folder / "config.yaml"), device="cpu")
@@ -53,7 +68,7 @@ def report(folder: Path) -> None:
         raise SystemExit(f"{folder} does not hold the targets its config synthesises")
     space = pipe.res.engine.space
     print(f"# {folder}  (baselines.features: {cfg.baselines.features})")
-    print(f"  targets          {summary(space, pipe.problem.targets.attrs)}")
+    print(f"  targets          {summary(space, pipe.problem.targets.attrs)}{class_spread(space, pipe.problem.targets.attrs)}")
     print(f"  initial scenes   {summary(space, pipe.models.initial_set().attrs)}")
     for m in METHODS:
         stage = folder / "stages" / f"baseline-{m}.json"
@@ -67,7 +82,8 @@ def report(folder: Path) -> None:
         tenth = max(1, len(curve) // 10)
         ends = (f"{info['report']['curve_metric']} first tenth {sum(curve[:tenth]) / tenth:.4g}, last tenth "
                 f"{sum(curve[-tenth:]) / tenth:.4g} ({len(curve)} points)" if curve else "no curve")
-        print(f"  {m:17s}{acc} on {info.get('feature_layer', '?'):6s} {summary(space, rows)}; {ends}; {info['seconds']:.0f} s")
+        print(f"  {m:17s}{acc} on {info.get('feature_layer', '?'):6s} {summary(space, rows)}{class_spread(space, rows)}; {ends}; "
+              f"{info['seconds']:.0f} s")
     pipe.res.close()
 
 
