@@ -55,7 +55,7 @@ from scenefit.street_targets import load_cityscapes, load_kitti_semantics
 
 METHODS = ("initial", "metasim", "ours", "oracle")
 ALLOWS = {"task": {"task"}, "surrogate": {"surrogate"}, "features": {"features"}, "fit": {"fit"},
-          "initial": {"task", "score-initial"}, "ours": {"export", "score-ours"}, "metasim": {"baseline-metasim", "score-metasim"},
+          "initial": {"task", "score-initial"}, "ours": {"export", "score-ours"}, "metasim": {"probe", "baseline-metasim", "score-metasim"},
           "oracle": {"score-oracle"}}
 """The stages each ``--stages`` entry may run (task seed 0's; :func:`allowed_stages` adds the other seeds')."""
 
