@@ -96,7 +96,8 @@ def baseline_rows(pipe: Pipeline, method: str) -> tuple[torch.Tensor, dict]:
         save_tensors(pipe.run.path(path), {"attrs": attrs})
         unit = fe.space.normalize(attrs)[:, list(fe.space.continuous)]
         spread = {"unit_std_mean": unit.std(0).mean().item(), "at_bound_fraction": ((unit < 1e-4) | (unit > 1 - 1e-4)).float().mean().item()}
-        pipe.run.mark(stage, key, {"seconds": time.time() - t0, "report": report, "feature_layer": res.set_space if cls.uses_features else "none", "files": [path], **spread})
+        pipe.run.mark(stage, key, {"seconds": time.time() - t0, "report": report, "files": [path], **spread,
+                                   "feature_layer": res.set_space if cls.uses_features else "none"})
     return load_tensors(pipe.run.path(path))["attrs"], pipe.run.info(stage)
 
 
