@@ -268,7 +268,8 @@ def plot(args: argparse.Namespace) -> Path:
     for path in args.runs:
         d = json.loads(Path(path).read_text())
         rep = d["report"]
-        label = f"{d['setting']} {d['scale']} s{d['seed']}: {' '.join(d['overrides']) or 'default'} (T {d['test']['score']:.2f})"
+        named = [*d["overrides"], *d.get("cfg_overrides", [])]
+        label = f"{d['setting']} {d['scale']} s{d['seed']}: {' '.join(named) or 'default'} (T {d['test']['score']:.2f})"
         ax_r.plot(running_mean(rep["curve"]), label=label)
         ax_e.plot(rep["entropy"], label=label)
     ax_r.set(xlabel="update", ylabel="mean reward (running mean of 10)", title="SDR reward")
