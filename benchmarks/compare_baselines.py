@@ -23,6 +23,7 @@ import torch
 
 from scenefit.configio import load_saved_config
 from scenefit.io import load_tensors, read_json
+from scenefit.methods import baseline_key
 from scenefit.pipeline import Pipeline
 
 METHODS = ("metasim", "attribute-descent", "sdr")
@@ -75,6 +76,7 @@ def report(folder: Path) -> None:
         if not stage.is_file():
             continue
         info = read_json(stage)
+        stale = "" if info.get("key") == baseline_key(pipe, m) else " (STALE: made under another config than config.yaml's)"
         rows = load_tensors(folder / "methods" / f"{m}.safetensors")["attrs"]
         score = folder / "stages" / f"score-{m}.json"
         acc = f"{100 * read_json(score)['score']:5.1f}%" if score.is_file() else "  n/a "
@@ -83,7 +85,7 @@ def report(folder: Path) -> None:
         ends = (f"{info['report']['curve_metric']} first tenth {sum(curve[:tenth]) / tenth:.4g}, last tenth "
                 f"{sum(curve[-tenth:]) / tenth:.4g} ({len(curve)} points)" if curve else "no curve")
         print(f"  {m:17s}{acc} on {info.get('feature_layer', '?'):6s} {summary(space, rows)}{class_spread(space, rows)}; {ends}; "
-              f"{info['seconds']:.0f} s")
+              f"{info['seconds']:.0f} s{stale}")
     pipe.res.close()
 
 

@@ -22,7 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from scenefit.evaluate import sample_grid, save_figure  # noqa: E402
-from scenefit.experiments.set_features import plot_shift_curves  # noqa: E402
+from scenefit.experiments.set_features import OFFSETS, plot_shift_curves  # noqa: E402
+from scenefit.io import write_json  # noqa: E402
 from scenefit.tasks import content_loss  # noqa: E402
 
 COLUMNS = {"initial": "initial", "metasim": "Meta-Sim", "ours": "ours", "target": "target"}
@@ -134,7 +135,8 @@ CURVE_LABELS = {"mmd2": "MMD² (per update)", "fid": "FID (best per coordinate)"
 
 def plot_baseline_curves(curves: dict[str, dict[str, dict]], path: Path) -> Path:
     """One row per setting, one column per baseline: its fit curve (Meta-Sim's MMD², Attribute Descent's FID, SDR's
-    reward) against its iterations; long noisy curves get a running mean over 25 points beside the raw values."""
+    reward) against its iterations; long noisy curves get a running mean over a twentieth of their length beside
+    the raw values (clipped to their 1-99% range)."""
     methods = [m for m in ("metasim", "attribute-descent", "sdr") if any(m in reps for reps in curves.values())]
     fig, axes = plt.subplots(len(curves), len(methods), figsize=(4.2 * len(methods), 2.6 * len(curves) + 0.3), squeeze=False)
     for r, (setting, reps) in enumerate(curves.items()):
@@ -146,13 +148,15 @@ def plot_baseline_curves(curves: dict[str, dict[str, dict]], path: Path) -> Path
             else:
                 y = torch.tensor(rep["curve"], dtype=torch.float64)
                 x = torch.arange(1, len(y) + 1)
-                ax.plot(x.numpy(), y.numpy(), lw=0.6, alpha=0.5 if len(y) > 50 else 1.0, marker="" if len(y) > 50 else ".")
+                ax.plot(x.numpy(), y.numpy(), lw=0.6, alpha=0.35 if len(y) > 50 else 1.0, marker="" if len(y) > 50 else ".")
                 if len(y) > 50:
-                    smooth = torch.nn.functional.avg_pool1d(y[None, None], 25, 1)[0, 0]
-                    ax.plot(x[12 : 12 + len(smooth)].numpy(), smooth.numpy(), lw=1.5, color="C3", label="running mean 25")
+                    w = max(10, len(y) // 20)
+                    smooth = torch.nn.functional.avg_pool1d(y[None, None], w, 1)[0, 0]
+                    ax.plot(x[w // 2 : w // 2 + len(smooth)].numpy(), smooth.numpy(), lw=1.5, color="C3", label=f"running mean {w}")
+                    ax.set_ylim(*torch.quantile(y, torch.tensor([0.01, 0.99], dtype=y.dtype)).tolist())
                     ax.legend(fontsize=7)
-                if rep.get("curve_metric") in ("mmd2", "fid"):
-                    ax.set_yscale("symlog", linthresh=1e-3 if rep["curve_metric"] == "mmd2" else 1.0)
+                if rep.get("curve_metric") == "fid":
+                    ax.set_yscale("log")
                 ax.set_ylabel(CURVE_LABELS.get(rep.get("curve_metric"), str(rep.get("curve_metric"))), fontsize=8)
             if r == 0:
                 ax.set_title(COLUMNS.get(m, m) if m in COLUMNS else {"attribute-descent": "Attr. Des.", "sdr": "SDR"}[m])
@@ -208,4 +212,7 @@ def write_figures(folder: Path, data: dict) -> list[Path]:
         title = (f"{setting}: what the set-distance features see ({d['rows']} initial scenes moved by an offset; "
                  "1 = as far as another digit)")
         written.append(plot_shift_curves(d["curves"], title, folder / f"fig_set_features_{setting}.png"))
+        write_json(folder / f"fig_set_features_{setting}.json",
+                   {"rows": d["rows"], "offsets": {c: OFFSETS[c].tolist() for c in d["curves"]},
+                    "curves": {c: {n: y.tolist() for n, y in lines.items()} for c, lines in d["curves"].items()}})
     return written
