@@ -7,7 +7,7 @@
 The setting is a preset (``trans-g1``...) with the scale's overlay (``scenefit.experiments.mnist.setting_config``;
 ``--cfg KEY=VALUE`` overrides any run-config field, e.g. ``--cfg baselines.reward_epochs=10``). Targets, the labeled
 validation split, the fitting-resolution engine and the reward (a task net trained ``baselines.reward_epochs`` epochs
-with the ``task`` recipe and seed ``seed + 6``, scored on the validation split) are built as
+with the ``task`` recipe and seed ``seed + 6``, scored on the validation split) are ``scenefit.methods.reward_inputs``, as
 ``scenefit.methods.baseline_rows`` builds them for SDR; the pipeline's scratch folder is ``OUT/scratch/``.
 
 reward-noise  scores episodes of ``episode_size`` images (``SDRConfig.at_scale(scale)`` with ``--set``), each ``--reps``
@@ -42,20 +42,19 @@ from pathlib import Path
 import torch
 
 from scenefit.attributes import AttributeSpace
-from scenefit.baselines.base import learned_columns
+from scenefit.baselines.base import ScoreFn, learned_columns
 from scenefit.baselines.sdr import SDR, SDRConfig, bin_rows, bins_of
 from scenefit.config import RunConfig
 from scenefit.configio import overrides_from_strings
 from scenefit.data import render_rows
 from scenefit.experiments.mnist import setting_config
 from scenefit.io import write_json
-from scenefit.methods import _at, stable_seed
+from scenefit.methods import at_resolution, reward_inputs, stable_seed
 from scenefit.models import SEED
 from scenefit.pipeline import Pipeline
 from scenefit.scenarios import Mixture
 from scenefit.seeding import draw_seeds
 
-REWARD_SEED = 6  # baseline_rows trains every reward's task net with seed cfg.seed + 6
 
 
 def parse_sdr_sets(items: list[str]) -> dict:
@@ -86,14 +85,13 @@ class Setup:
     cfg: RunConfig
     sdr: SDRConfig
     validation: tuple[torch.Tensor, torch.Tensor]
+    score_fn: ScoreFn
     name: str
 
     def score(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        """SDR's reward: a task net trained on (images, labels) for ``reward_epochs``, scored on the validation split."""
-        res, cfg = self.pipe.res, self.cfg
-        recipe = replace(cfg.task, epochs=cfg.baselines.reward_epochs)
-        net = res.task_cls.train_net(images, labels, res.fit_engine.labels, recipe, cfg.seed + REWARD_SEED, cfg.device, progress=False)
-        return net.score(*self.validation)["score"]
+        """SDR's reward (``methods.reward_inputs``): a task net trained on (images, labels) for ``reward_epochs``,
+        scored on the validation split."""
+        return self.score_fn(images, labels, *self.validation)
 
 
 def build(args: argparse.Namespace) -> Setup:
@@ -101,12 +99,10 @@ def build(args: argparse.Namespace) -> Setup:
     cfg = setting_config(args.setting, args.scale, args.seed, args.device, overrides_from_strings(args.cfg) or None)
     name = f"{args.setting}-{args.scale}-seed{args.seed}"
     pipe = Pipeline(cfg, Path(args.out) / "scratch" / name, progress=args.progress)
-    fe, targets = pipe.res.fit_engine, pipe.problem.targets
-    k = min(cfg.baselines.validation, len(targets))
-    validation = _at(targets.image[:k], (fe.height, fe.width), targets.label[:k])
+    validation, score_fn = reward_inputs(pipe)
     sets = parse_sdr_sets(args.set)
     sdr = replace(cfg.baselines.sdr, **sets) if args.from_experiment else SDRConfig.at_scale(args.scale, **sets)
-    return Setup(pipe, cfg, sdr, validation, name)
+    return Setup(pipe, cfg, sdr, validation, score_fn, name)
 
 
 def mode_row(mixture: Mixture, space: AttributeSpace) -> torch.Tensor:
@@ -227,7 +223,7 @@ def run(args: argparse.Namespace) -> dict:
     fe, targets, test = res.fit_engine, s.pipe.problem.targets, s.pipe.problem.test
     method = SDR(s.sdr)
     g = torch.Generator().manual_seed(stable_seed(cfg.seed, "sdr"))
-    report = method.fit(fe, res.sample_initial, _at(targets.image, (fe.height, fe.width))[0], no_features, g, args.progress,
+    report = method.fit(fe, res.sample_initial, at_resolution(targets.image, (fe.height, fe.width))[0], no_features, g, args.progress,
                         s.validation, lambda x, y, vx, vy: s.score(x, y))
     n = s.pipe.models.n_initial
     attrs = method.sample(n, g)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from scenefit.baselines import BASELINES
+from scenefit.baselines.base import ScoreFn
 from scenefit.data import ImageSet, render_rows
 from scenefit.io import load_tensors, save_tensors
 from scenefit.metrics import fid, kid, median_bandwidth, mmd2
@@ -58,13 +59,36 @@ def baseline_key(pipe: Pipeline, method: str) -> str:
                   m.to_dict() if m is not None else "engine prior", pipe.models.n_initial, c.seed)
 
 
-def _at(images: torch.Tensor, size: tuple[int, int], labels: torch.Tensor | None = None):
+def at_resolution(images: torch.Tensor, size: tuple[int, int], labels: torch.Tensor | None = None):
+    """``images`` (N, C, H, W) area-resized to ``size`` and class masks (N, H, W) nearest-resized; as they are when
+    already that size."""
     if tuple(images.shape[-2:]) == size:
         return images, labels
     small = F.interpolate(images, size=size, mode="area")
     if labels is not None and labels.dim() == 3:
         labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
     return small, labels
+
+
+REWARD_SEED = 6
+"""Every reward's task network starts from ``seed + REWARD_SEED``."""
+
+
+def reward_inputs(pipe: Pipeline) -> tuple[tuple[torch.Tensor, torch.Tensor], ScoreFn]:
+    """What a label-reading baseline (SDR, Meta-Sim's task term) is rewarded with: the labeled validation split (the
+    first ``baselines.validation`` targets at the fitting resolution) and a :data:`ScoreFn` that trains a task
+    network ``baselines.reward_epochs`` epochs with the ``task`` recipe and returns its score on that split."""
+    res, cfg = pipe.res, pipe.cfg
+    fe, targets = res.fit_engine, pipe.problem.targets
+    k = min(cfg.baselines.validation, len(targets))
+    validation = at_resolution(targets.image[:k], (fe.height, fe.width), targets.label[:k])
+    recipe = replace(cfg.task, epochs=cfg.baselines.reward_epochs)
+
+    def score_fn(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor, val_labels: torch.Tensor) -> float:
+        net = res.task_cls.train_net(images, labels, fe.labels, recipe, cfg.seed + REWARD_SEED, cfg.device, progress=False)
+        return net.score(val_images, val_labels)["score"]
+
+    return validation, score_fn
 
 
 def baseline_rows(pipe: Pipeline, method: str) -> tuple[torch.Tensor, dict]:
@@ -78,19 +102,10 @@ def baseline_rows(pipe: Pipeline, method: str) -> tuple[torch.Tensor, dict]:
         cls, _ = BASELINES[method]
         obj = cls(_section(pipe, method))
         targets = pipe.problem.targets
-        validation = score_fn = None
-        if obj.uses_target_labels:
-            k = min(cfg.baselines.validation, len(targets))
-            validation = _at(targets.image[:k], size, targets.label[:k])
-            recipe = replace(cfg.task, epochs=cfg.baselines.reward_epochs)
-
-            def score_fn(images, labels, val_images, val_labels) -> float:
-                net = res.task_cls.train_net(images, labels, fe.labels, recipe, cfg.seed + 6, cfg.device, progress=False)
-                return net.score(val_images, val_labels)["score"]
-
+        validation, score_fn = reward_inputs(pipe) if obj.uses_target_labels else (None, None)
         feats = pipe.models.set_features() if cls.uses_features else _no_features
         g = torch.Generator().manual_seed(stable_seed(cfg.seed, method))
-        report = obj.fit(fe, res.sample_initial, _at(targets.image, size)[0], feats, g, pipe.progress,
+        report = obj.fit(fe, res.sample_initial, at_resolution(targets.image, size)[0], feats, g, pipe.progress,
                          validation, score_fn)
         attrs = obj.sample(pipe.models.n_initial, g)
         save_tensors(pipe.run.path(path), {"attrs": attrs})
