@@ -212,13 +212,9 @@ class SDR(Baseline):
 
     def _start_logits(self, generator: torch.Generator) -> torch.Tensor:
         """(F, K) logits of ``(1 - init_uniform) * joint histogram of the initial scenes + init_uniform * uniform``."""
-        cfg, c = self.config, len(self.cols)
+        cfg = self.config
         idx = bins_of(self.space, self.initial(1000, generator), self.cols, cfg.bins)  # (1000, C)
         sizes = [cfg.bins ** len(pos) for pos in self.factors]
-        if max(sizes) == cfg.bins:  # independent attributes: the original computation, kept bit for bit
-            hist = torch.stack([torch.bincount(idx[:, j], minlength=cfg.bins) for j in range(c)]).float()
-            probs = (1 - cfg.init_uniform) * hist / hist.sum(1, keepdim=True) + cfg.init_uniform / cfg.bins
-            return probs.log()
         logits = torch.full((len(self.factors), max(sizes)), -math.inf)
         for f, pos in enumerate(self.factors):
             flat = torch.zeros(idx.shape[0], dtype=torch.long)
