@@ -71,6 +71,17 @@ def test_every_method_end_to_end(tiny_run):
     assert [summary["results"]["rot-g2"][m]["info"]["feature_layer"] for m in ("metasim", "attribute-descent", "sdr")] == ["probe", "probe", "none"]
     assert "rotation_median_abs" in summary["results"]["rot-g2"]["ours"]["info"]["attribute_error"]
     assert "position_median_px" in summary["results"]["trans-g1"]["ours"]["info"]["attribute_error"]
+    # the error breakdown: ours and the oracle as in Table 2, each swap's gain its score minus ours
+    assert set(summary["breakdown"]) == set(SETTINGS) and (out / "breakdown.md").is_file()
+    for s, groups in (("rot-g2", ["rotation", "rotation flips", "digit"]), ("trans-g1", ["rotation", "rotation flips", "position", "digit"])):
+        b, rows = summary["breakdown"][s], summary["results"][s]
+        assert list(b["swaps"]) == groups
+        assert b["ours"] == rows["ours"]["accuracy"] and b["oracle"] == rows["oracle"]["accuracy"]
+        assert b["attributes"] == pytest.approx(b["ceiling"] - b["ours"]) and b["not_attribute"] == pytest.approx(b["oracle"] - b["ceiling"])
+        for g, w in b["swaps"].items():
+            score = json.loads((out / s / "stages" / f"score-swap-{g}.json").read_text())["score"]
+            assert w["gain"] == pytest.approx(score - b["ours"]) and 0.0 <= w["rows_changed"] <= 1.0
+        assert b["attribute_error"]["rotation_flip_fraction"] == rows["ours"]["info"]["attribute_error"]["rotation_flip_fraction"]
     # each setting is a pipeline run folder; F, G and E are shared by the settings of one engine family
     assert (out / "rot-g2" / "config.yaml").is_file() and (out / "rot-g2" / "stages" / "score-ours.json").is_file()
     kinds = sorted(p.name.split("-")[0] for p in (out / "models").iterdir())

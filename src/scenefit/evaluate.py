@@ -13,6 +13,9 @@ import torch  # noqa: E402
 
 from scenefit.attributes import AttributeSpace, wrap_angle  # noqa: E402
 
+FLIP_DEG = 135.0
+"""A periodic error (degrees) at least this large counts as a flip: the pose read upside down (within 45° of 180°)."""
+
 
 def attribute_errors(space: AttributeSpace, fitted: torch.Tensor, true: torch.Tensor, skip: tuple[str, ...] = ()) -> dict[str, float]:
     """Errors of fitted attributes (N, D) against the targets' true ones (N, D), per attribute and overall; the
@@ -21,7 +24,7 @@ def attribute_errors(space: AttributeSpace, fitted: torch.Tensor, true: torch.Te
     Returns, for every continuous attribute ``a``: ``a_median_abs`` (median |error| in its unit; circular for
     periodic ones); for every categorical one: ``a_accuracy`` (fraction right); ``unit_mae``: the mean |error|
     over continuous attributes in unit-cube coordinates (periodic ones wrap). Engines with a periodic attribute in
-    degrees add ``<a>_within_15deg``; engines with image-plane offsets named ``tx`` and ``ty`` add
+    degrees add ``<a>_within_15deg`` and ``<a>_flip_fraction`` (error >= :data:`FLIP_DEG`); engines with image-plane offsets named ``tx`` and ``ty`` add
     ``position_median_px`` (Euclidean).
     """
     out: dict[str, float] = {}
@@ -37,6 +40,7 @@ def attribute_errors(space: AttributeSpace, fitted: torch.Tensor, true: torch.Te
         out[f"{a.name}_median_abs"] = d.median().item()
         if a.periodic and a.unit == "deg":
             out[f"{a.name}_within_15deg"] = (d <= 15).float().mean().item()
+            out[f"{a.name}_flip_fraction"] = (d >= FLIP_DEG).float().mean().item()
         unit_err.append(d / a.span)
     if "tx" in space.names and "ty" in space.names:
         cols = [space.index("tx"), space.index("ty")]

@@ -24,6 +24,8 @@ def cmd_experiment_mnist(args: argparse.Namespace) -> int:
                          not args.no_progress, overrides=overrides_from_strings(args.set))
     out = Path(args.out)
     print((out / "table2.md").read_text())
+    if (out / "breakdown.md").is_file():
+        print((out / "breakdown.md").read_text())
     print(f"done in {time.time() - t0:.0f}s; tables: {out / 'table2.md'}, {out / 'table3.md'}; "
           f"results: {out / 'results.json'}; figures: {out / 'figures'}")
     return 0
