@@ -40,7 +40,8 @@ def fit_images(res: Resolved, models: Models, images: torch.Tensor, progress: bo
     small = images if tuple(images.shape[-2:]) == (fe.height, fe.width) else F.interpolate(images, size=(fe.height, fe.width), mode="area")
     f_t = feats.batched(images)
     inputs = FitInputs(res.engine.space, feats, f_t, res.initial_centre(), res.free, cfg.seed + FIT_SEED, torch.device(cfg.device),
-                       small, G, fe, enc, progress, first_target, make_look_term(res.engine.space, small, cfg.fit.look_weight))
+                       small, G, fe, enc, progress, first_target, make_look_term(res.engine.space, small, cfg.fit.look_weight),
+                       res.sample_initial)
     result = fit_targets(inputs, cfg.fit)
     check_values(result.attrs, f"fit ({cfg.fit.method})", "fit.lr", "fitted rows")
     check_values(result.loss, f"fit ({cfg.fit.method})", "fit.lr", "fit losses")

@@ -39,6 +39,8 @@ class FitResult:
     starts: (N, M, D) the candidates whose losses ``losses`` holds.
     seconds: wall time of the strategy.
     info: strategy-specific JSON-ready figures (recorded in the fit stage's report).
+    snapshots: (S, N, M, D) natural units, every candidate after each step count asked of :func:`fit_candidates`
+        (``snapshots``), else None.
     """
 
     attrs: torch.Tensor
@@ -48,6 +50,7 @@ class FitResult:
     starts: torch.Tensor
     seconds: float
     info: dict = field(default_factory=dict)
+    snapshots: torch.Tensor | None = None
 
 
 def _project(space: AttributeSpace, unit: torch.Tensor, free: list[int]) -> torch.Tensor:
@@ -57,6 +60,13 @@ def _project(space: AttributeSpace, unit: torch.Tensor, free: list[int]) -> torc
         u = unit[:, j]
         cols.append(torch.remainder(u, 1.0) if space.attributes[i].periodic else u.clamp(0.0, 1.0))
     return torch.stack(cols, dim=1) if cols else unit
+
+
+def _rounded(space: AttributeSpace, attrs: torch.Tensor, logits: dict[int, torch.Tensor]) -> torch.Tensor:
+    """Rows (B, D) with each relaxed category set to its logits' argmax, clamped into bounds."""
+    for c, lg in logits.items():
+        attrs[:, c] = lg.argmax(1).float()
+    return space.clamp(attrs)
 
 
 def _losses(render, feature_fn, attrs, soft, f_t, look: LookTerm | None, owner: torch.Tensor) -> torch.Tensor:
@@ -86,6 +96,7 @@ def fit_candidates(
     progress: bool = True,
     desc: str = "fit",
     look: LookTerm | None = None,
+    snapshots: tuple[int, ...] = (),
 ) -> FitResult:
     """Refine every start of every target through ``render`` and keep the best per target.
 
@@ -98,10 +109,15 @@ def fit_candidates(
         relax: categorical columns searched as a softmax (start: uniform);
             the others keep the start's category.
         look: the look term of the targets (:mod:`scenefit.fitting.look`), or None.
+        snapshots: step counts (each <= ``steps``) after which every candidate is also recorded, rounded and clamped
+            as the final rows are (``FitResult.snapshots``): one run gives what runs of those step counts would.
     """
     n, m, d = starts.shape
+    if any(not 0 <= s <= steps for s in snapshots):
+        raise ValueError(f"snapshots must lie in [0, steps={steps}], got {list(snapshots)}")
     relax = relax or []
     flat = starts.reshape(n * m, d).clone()
+    snaps = torch.empty(len(snapshots), n * m, d, dtype=starts.dtype) if snapshots else None
     owner = torch.arange(n).repeat_interleave(m)  # target of each candidate
     final = torch.empty(n * m)
     t0 = time.time()
@@ -123,7 +139,12 @@ def fit_candidates(
             soft = {c: torch.softmax(lg, dim=1) for c, lg in logits.items()}
             return attrs, soft
 
-        for _ in range(steps):
+        for step in range(steps + 1):
+            if step in snapshots:
+                with torch.no_grad():
+                    snaps[[k for k, s in enumerate(snapshots) if s == step], lo:hi] = _rounded(space, assemble()[0], logits).cpu()
+            if step == steps:
+                break
             attrs, soft = assemble()
             loss = _losses(render, feature_fn, attrs, soft or None, f_t, look, owner[lo:hi]).sum()
             opt.zero_grad(set_to_none=True)
@@ -133,17 +154,15 @@ def fit_candidates(
                 unit.copy_(_project(space, unit, free))
             bar.update(1)
         with torch.no_grad():
-            attrs, _ = assemble()
-            for c, lg in logits.items():
-                attrs[:, c] = lg.argmax(1).float()
-            attrs = space.clamp(attrs)
+            attrs = _rounded(space, assemble()[0], logits)
             final[lo:hi] = _losses(render, feature_fn, attrs, None, f_t, look, owner[lo:hi]).cpu()
             flat[lo:hi] = attrs.cpu()
     bar.close()
     losses = final.view(n, m)
     best = losses.argmin(1)
     fitted = flat.view(n, m, d)[torch.arange(n), best]
-    return FitResult(fitted, losses[torch.arange(n), best], best, losses, starts, time.time() - t0)
+    return FitResult(fitted, losses[torch.arange(n), best], best, losses, starts, time.time() - t0,
+                     snapshots=None if snaps is None else snaps.view(len(snapshots), n, m, d))
 
 
 def fit_one_reference(
@@ -191,11 +210,12 @@ class FitInputs:
 
     space: the engine's attributes. features: images -> (B, F), differentiable, on ``device``.
     target_features: (N, F) ``features`` of the targets. target_images: (N, C, h, w) at the fitting resolution
-    (the encoder reads them). centre: (D,) natural units, the initial distribution's centre (the plain start, and
+    (the encoder reads them). centre: (D,) natural units, the initial distribution's centre (the plain start by default, and
     the value of every attribute that is not fitted). free: continuous columns to fit. surrogate: G. engine: R at
     the fitting resolution. encoder: E. seed: all randomness of the strategy. first_target: the global index of
     the first target (a shard's offset), so that a target's own draws depend on its index, not on its batch.
     look: the targets' look term (:mod:`scenefit.fitting.look`), None when the engine has no look attribute.
+    sample_initial: ``(n, generator) -> (n, D)`` draws of the initial distribution (``fit.plain.start initial``).
     """
 
     space: AttributeSpace
@@ -212,6 +232,7 @@ class FitInputs:
     progress: bool = True
     first_target: int = 0
     look: LookTerm | None = None
+    sample_initial: Callable[[int, torch.Generator], torch.Tensor] | None = None
 
     @property
     def n(self) -> int:
