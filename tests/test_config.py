@@ -101,7 +101,7 @@ def test_set_reaches_nested_fields():
 
 @pytest.mark.parametrize("item, message", [
     ("fit.stepz=3", "--set: unknown config key 'fit.stepz'; known keys here: ['amortized', 'attributes', 'calibrate', 'chunk', "
-                    "'codebook', 'layer', 'look_weight', 'lr', 'method', 'optimizer', 'restarts', 'steps', 'verify']"),
+                    "'codebook', 'layer', 'look_weight', 'lr', 'method', 'optimizer', 'plain', 'restarts', 'steps', 'verify']"),
     ("fit.codebook.kep=3", "--set: unknown config key 'fit.codebook.kep'; known keys here: ['grid_bounded', 'grid_periodic', "
                            "'keep', 'look_codes', 'max_codes', 'radius']"),
     ("setting.name=[1, 2]", "--set: 'setting.name' must be a string, got [1, 2]"),

@@ -132,6 +132,10 @@ class Pipeline:
         fit = asdict(c.fit)
         if not self.res.engine.space.look:  # looks are searched only for look attributes: other fits keep their keys
             del fit["codebook"]["look_codes"]
+        from scenefit.fitting.config import PlainConfig
+
+        if c.fit.plain == PlainConfig():  # fit.plain at its defaults: fits made before the section keep their keys
+            del fit["plain"]
         return key_of("fit", self.problem_key(), feats, sur, enc, fit, self.res.content_layer, c.seed)
 
     def ours_key(self) -> str:

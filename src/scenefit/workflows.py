@@ -132,6 +132,10 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
     if cfg.fit.calibrate.attributes:
         raise ConfigError("fit.calibrate shifts every fitted row by one amount chosen on all targets at once; scenefit fit "
                           "streams shards of targets: leave fit.calibrate.attributes empty (or use scenefit run)")
+    if cfg.fit.plain.selects:
+        raise ConfigError("fit.plain.select_lrs and fit.plain.select_steps choose fit.lr and fit.steps on a fit's first targets; "
+                          "scenefit fit streams shards, each of which would choose its own: set fit.lr and fit.steps to the pair "
+                          "a scenefit run chose (its fit stage records plain_select) and leave the select fields empty")
     if retrain and models is not None:
         raise ConfigError("--retrain trains into the user's model store; --models folders are read as they are: leave out one of them")
     res = resolve(cfg, labeled_targets=False)

@@ -3,7 +3,7 @@
     result = fit_targets(inputs, cfg)      # FitInputs, FitConfig -> FitResult
 
 =================  ===================================================================================
-``plain``          the paper's Algorithm 1: one start at the initial centre, gradient steps through G
+``plain``          the paper's Algorithm 1: one start (the initial centre or a draw), gradient steps through G
 ``restarts``       Sobol-spread starts, all refined through G
 ``codebook``       a grid of codes through G, the best distinct ones refined
 ``codebook-verify``codes through the engine R, refinement through G, the final choice verified with R
@@ -24,6 +24,7 @@ from scenefit.fitting.config import (
     CalibrateConfig,
     CodebookConfig,
     FitConfig,
+    PlainConfig,
     RestartsConfig,
     VerifyConfig,
 )
@@ -59,6 +60,6 @@ def fit_targets(inputs: FitInputs, cfg: FitConfig) -> FitResult:
 
 __all__ = [
     "METHODS", "NEEDS", "STRATEGIES", "AmortizedConfig", "CalibrateConfig", "CodebookConfig", "FeatureFn", "FitConfig", "FitInputs",
-    "FitResult", "Renderer", "RestartsConfig", "VerifyConfig", "code_grid", "codebook_starts", "fit_candidates", "fit_one_reference",
+    "FitResult", "PlainConfig", "Renderer", "RestartsConfig", "VerifyConfig", "code_grid", "codebook_starts", "fit_candidates", "fit_one_reference",
     "fit_targets", "sobol_starts", "uses_surrogate",
 ]

@@ -9,6 +9,44 @@ METHODS = ("plain", "restarts", "codebook", "codebook-verify", "amortized")
 
 
 @dataclass(frozen=True)
+class PlainConfig:
+    """``plain``: where each target's one start lies, and an optional label-free choice of ``fit.lr`` and ``fit.steps``.
+
+    start: ``centre`` (the initial distribution's centre) or ``initial`` (one draw of the initial distribution per
+        target, seeded by the fit's seed and the target's global index, so shards draw what one fit draws). The draw
+        gives the start of the fitted continuous attributes; the others stay at the centre. Categorical attributes
+        are searched as a softmax that starts uniform either way (the draw's class is recorded in the start only).
+    select_lrs, select_steps, select_targets: when both tuples are given, the first ``select_targets`` targets are
+        fitted with every learning rate for ``max(select_steps)`` steps, the rows after each step count in
+        ``select_steps`` are rendered by the engine R (one fixed seed per target), and the pair with the lowest mean
+        content loss of R's renders replaces ``fit.lr`` and ``fit.steps`` for the fit of every target.
+    """
+
+    start: str = "centre"
+    select_lrs: tuple[float, ...] = ()
+    select_steps: tuple[int, ...] = ()
+    select_targets: int = 200
+
+    def __post_init__(self) -> None:
+        if self.start not in ("centre", "initial"):
+            raise ValueError(f"fit.plain.start must be 'centre' or 'initial', got '{self.start}'")
+        if not all(math.isfinite(lr) and lr > 0 for lr in self.select_lrs):
+            raise ValueError(f"fit.plain.select_lrs must hold finite numbers > 0, got {list(self.select_lrs)}")
+        if not all(s >= 0 for s in self.select_steps):
+            raise ValueError(f"fit.plain.select_steps must hold step counts >= 0, got {list(self.select_steps)}")
+        if bool(self.select_lrs) != bool(self.select_steps):
+            raise ValueError(f"fit.plain.select_lrs and fit.plain.select_steps must both be given (to choose fit.lr and "
+                             f"fit.steps) or both be empty, got {list(self.select_lrs)} and {list(self.select_steps)}")
+        if self.select_targets <= 0:
+            raise ValueError(f"fit.plain.select_targets must be > 0, got {self.select_targets}")
+
+    @property
+    def selects(self) -> bool:
+        """Whether ``fit.lr`` and ``fit.steps`` are chosen before the fit."""
+        return bool(self.select_lrs and self.select_steps)
+
+
+@dataclass(frozen=True)
 class RestartsConfig:
     """``restarts``: ``count`` starts per target spread over the free attributes by a scrambled Sobol sequence."""
 
@@ -93,8 +131,8 @@ class CalibrateConfig:
 class FitConfig:
     """How targets are fitted (config section ``fit``).
 
-    method: the strategy (:data:`METHODS`): ``plain`` (the paper's Algorithm 1: one start at the initial
-        distribution's centre, gradient steps through G), ``restarts``, ``codebook`` (codes through G),
+    method: the strategy (:data:`METHODS`): ``plain`` (the paper's Algorithm 1: one start per target, at the initial
+        distribution's centre or drawn from it, gradient steps through G; ``fit.plain``), ``restarts``, ``codebook`` (codes through G),
         ``codebook-verify`` (codes through the engine R, refinement through G, the final choice verified with R),
         ``amortized`` (starts from the encoder E).
     steps, lr, optimizer, chunk: the gradient refinement every strategy shares (steps per candidate, step in
@@ -115,6 +153,7 @@ class FitConfig:
     layer: str = ""
     attributes: tuple[str, ...] = ()
     look_weight: float = 10.0
+    plain: PlainConfig = field(default_factory=PlainConfig)
     restarts: RestartsConfig = field(default_factory=RestartsConfig)
     codebook: CodebookConfig = field(default_factory=CodebookConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
@@ -134,3 +173,10 @@ class FitConfig:
             raise ValueError(f"fit.lr must be a finite number > 0, got {self.lr}")
         if not (math.isfinite(self.look_weight) and self.look_weight >= 0):
             raise ValueError(f"fit.look_weight must be a finite number >= 0, got {self.look_weight}")
+        if self.method != "plain":
+            if self.plain.selects:
+                raise ValueError(f"fit.plain.select_lrs and fit.plain.select_steps choose the learning rate of fit.method "
+                                 f"'plain', got fit.method '{self.method}': leave them empty or use fit.method plain")
+            if self.plain.start != "centre":
+                raise ValueError(f"fit.plain.start '{self.plain.start}' is for fit.method 'plain', got fit.method "
+                                 f"'{self.method}': leave it 'centre' or use fit.method plain")
