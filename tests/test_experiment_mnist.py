@@ -71,6 +71,15 @@ def test_every_method_end_to_end(tiny_run):
     assert [summary["results"]["rot-g2"][m]["info"]["feature_layer"] for m in ("metasim", "attribute-descent", "sdr")] == ["probe", "probe", "none"]
     assert "rotation_median_abs" in summary["results"]["rot-g2"]["ours"]["info"]["attribute_error"]
     assert "position_median_px" in summary["results"]["trans-g1"]["ours"]["info"]["attribute_error"]
+    # the paper's Algorithm 1: its own run folder, plain fit from initial draws, lr and steps chosen on the grid
+    for s in SETTINGS:
+        sel = summary["results"][s]["paper"]["info"]["plain_select"]
+        assert sel["targets"] == 16 and [g[:2] for g in sel["grid"]] == [[lr, k] for lr in mnist_mod.PAPER_LRS for k in (1, 2)]
+        best = min(sel["grid"], key=lambda g: g[2])
+        assert [sel["lr"], sel["steps"]] == best[:2]
+        fit = json.loads((out / s / "paper-alg1" / "stages" / "fit.json").read_text())
+        assert fit["method"] == "plain" and fit["features"] == "task" and fit["plain_select"] == sel
+    assert f"lr {summary['results']['rot-g2']['paper']['info']['plain_select']['lr']:g}" in (out / "table2.md").read_text()
     # the error breakdown: ours and the oracle as in Table 2, each swap's gain its score minus ours
     assert set(summary["breakdown"]) == set(SETTINGS) and (out / "breakdown.md").is_file()
     for s, groups in (("rot-g2", ["rotation", "rotation flips", "digit"]), ("trans-g1", ["rotation", "rotation flips", "position", "digit"])):

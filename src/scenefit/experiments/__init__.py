@@ -9,7 +9,7 @@ Each scale is a preset (``street-<scale>``) or a preset overlay (``presets/scale
 """
 
 SCALE_NAMES = ("tiny", "quick", "paper")
-MNIST_METHODS = ("initial", "metasim", "attribute-descent", "sdr", "ours", "oracle")
+MNIST_METHODS = ("initial", "metasim", "attribute-descent", "sdr", "paper", "ours", "oracle")
 """Table 2's rows, in order."""
 DRIVING_STAGES = ("task", "surrogate", "features", "fit", "initial", "ours", "metasim", "oracle")
 """What ``experiment driving --stages`` accepts: model stages, the fit, and Table 4's rows."""

@@ -9,6 +9,9 @@ network with the same recipe and seed (:mod:`scenefit.methods`):
     metasim            Meta-Sim: attribute network trained with feature MMD (no labels)
     attribute-descent  per-attribute Gaussian means searched by FID (no labels)
     sdr                SDR: REINFORCE on accuracy on a *labeled* validation split of X_t
+    paper              the paper's Algorithm 1 (:data:`PAPER_ALG1`): one start per target drawn from the initial
+                       distribution, gradient steps on F's content loss through G; learning rate and step count chosen
+                       without labels on the first targets (``fit.plain``); run in ``out/<setting>/paper-alg1/``
     ours               per-image fit (``fit.method``, default the amortized encoder E), rendered by R
     oracle             the labeled target images X_t themselves
 
@@ -62,6 +65,21 @@ def setting_config(name: str, scale: str, seed: int = 0, device: str = "cpu", ov
     return merge(cfg, overrides) if overrides else cfg
 
 
+PAPER_GRID = {"tiny": ((1, 2), 16), "quick": ((10, 25, 50, 100), 100), "paper": ((25, 50, 100, 200), 200)}
+"""Per scale: the step counts and the number of targets the paper row's choice of lr and steps is made on."""
+PAPER_LRS = (0.003, 0.01, 0.03, 0.1)
+
+
+def paper_alg1(scale: str) -> dict:
+    """The config overrides of the ``paper`` row at ``scale``: ``fit.method plain`` from a per-target draw of the initial
+    distribution, the content loss of F (``features.source task``, F's default layer), ``fit.lr`` and ``fit.steps``
+    chosen among :data:`PAPER_LRS` × the scale's step counts by R's content loss on its first targets."""
+    steps, k = PAPER_GRID[scale]
+    return {"features": {"source": "task"},
+            "fit": {"method": "plain", "layer": "", "calibrate": {"attributes": []},
+                    "plain": {"start": "initial", "select_lrs": list(PAPER_LRS), "select_steps": list(steps), "select_targets": k}}}
+
+
 def _check_record(out: Path, record: dict) -> None:
     path = out / "experiment.json"
     if path.is_file():
@@ -74,8 +92,13 @@ def _check_record(out: Path, record: dict) -> None:
         write_json(path, record)
 
 
-def _row(pipe: Pipeline, method: str) -> dict:
-    """One (setting, method) entry of ``results.json``: accuracy, set distances, timings, method info."""
+def _row(pipe: Pipeline, method: str, paper: Pipeline | None = None) -> dict:
+    """One (setting, method) entry of ``results.json``: accuracy, set distances, timings, method info (``paper``: the
+    paper row's own pipeline, whose ``ours`` is the row)."""
+    if method == "paper":
+        row = {**_row(paper, "ours"), "method": "paper"}
+        row["info"]["plain_select"] = paper.run.info("fit").get("plain_select")
+        return row
     score = score_method(pipe, method)
     metrics = set_metrics(pipe, method) if method != "oracle" else None
     info: dict = {}
@@ -108,6 +131,8 @@ def run_mnist_experiment(
     chosen_methods = select(methods, MNIST_METHODS, "method")
     cfgs = {s: setting_config(s, scale, seed, device, overrides) for s in PAPER_SETTINGS}
     resolved = {s: resolve(cfgs[s]) for s in chosen}  # every config is checked before anything is written
+    paper_cfgs = {s: merge(cfgs[s], paper_alg1(scale)) for s in chosen} if "paper" in chosen_methods else {}
+    paper_resolved = {s: resolve(c) for s, c in paper_cfgs.items()}
     claim(out, "experiment")
     with locked(out):
         clean_partials(out)
@@ -124,6 +149,10 @@ def run_mnist_experiment(
                 claim(out / s, "run")
                 pipes[s] = Pipeline(resolved[s], out / s, store=store, progress=progress, log=lambda msg: None)
                 pipes[s].start()
+                if s in paper_resolved:
+                    claim(out / s / "paper-alg1", "run")
+                    pipes["paper"] = Pipeline(paper_resolved[s], out / s / "paper-alg1", store=store, progress=progress, log=lambda msg: None)
+                    pipes["paper"].start()
             (out / s / "results").mkdir(exist_ok=True)
             if m == "breakdown":
                 b = error_breakdown(pipes[s])
@@ -132,12 +161,12 @@ def run_mnist_experiment(
                        f"{100 * b['attributes']:+.1f} points; " + ", ".join(f"true {g} {100 * w['gain']:+.1f}" for g, w in b["swaps"].items()))
                 bar.write(msg) if progress else log(msg)
                 continue
-            row = _row(pipes[s], m)
+            row = _row(pipes[s], m, pipes.get("paper"))
             write_json(out / s / "results" / f"{m}.json", row)
             msg = f"[mnist] {s:12s} {m:18s} accuracy {100 * row['accuracy']:5.1f}%"
             bar.write(msg) if progress else log(msg)
         pipes.clear()
-        for r in resolved.values():
+        for r in (*resolved.values(), *paper_resolved.values()):
             r.close()
         for s in PAPER_SETTINGS:
             for m in MNIST_METHODS:
