@@ -27,9 +27,12 @@ from scenefit.pipeline import Pipeline
 from scenefit.runs import ModelStore
 
 
-def breakdown(folder: Path, progress: bool, stale_fit: bool = False) -> dict:
-    """The breakdown of one finished run folder (allowed to train only the scores it adds)."""
+def breakdown(folder: Path, progress: bool, stale_fit: bool = False, task_seeds: int | None = None) -> dict:
+    """The breakdown of one finished run folder (allowed to train only the scores it adds); ``task_seeds`` replaces the
+    config's ``evaluate.task_seeds``."""
     cfg = replace(load_saved_config(folder / "config.yaml"), device="cpu")
+    if task_seeds is not None:
+        cfg = replace(cfg, evaluate=replace(cfg.evaluate, task_seeds=task_seeds))
     models = folder / "models" if (folder / "models").is_dir() else folder.parent / "models"
     pipe = Pipeline(cfg, folder, store=ModelStore(models), progress=progress, log=lambda m: None)
     stored = pipe.run.info("fit").get("key") if (folder / "stages" / "fit.json").is_file() else None
@@ -49,11 +52,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", type=Path, help="finished run folders")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--task-seeds", type=int, default=None, help="task networks per set, scores averaged (default: the config's)")
     ap.add_argument("--stale-fit", action="store_true", help="use a fit made by an older scenefit as it is (see above)")
     args = ap.parse_args()
     rows = {}
     for folder in args.folders:
-        rows[str(folder)] = b = breakdown(folder, not args.no_progress, args.stale_fit)
+        rows[str(folder)] = b = breakdown(folder, not args.no_progress, args.stale_fit, args.task_seeds)
         print(f"{folder}: " + ", ".join(f"{k} {v:.3f}" for k, v in b["attribute_error"].items()), flush=True)
     print(breakdown_table(rows))
 

@@ -54,4 +54,4 @@ def test_table_cells():
     b = {"ours": 0.8, "ceiling": 0.9, "oracle": 0.95, "not_attribute": 0.05, "attributes": 0.1,
          "swaps": {"digit": {"score": 0.85, "gain": 0.05, "rows_changed": 0.04}}}
     md = breakdown_table({"rot-g2": b}).splitlines()
-    assert md[2] == "| rot-g2 | 80.0 | 90.0 | 95.0 | 5.0 | 10.0 | +5.0 (4% rows) |"
+    assert md[2] == "| rot-g2 | 1 | 80.0 | 90.0 | 95.0 | 5.0 | 10.0 | +5.0 (4% rows) |"

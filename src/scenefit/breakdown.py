@@ -15,7 +15,8 @@ also ``<name> flips``: only the rows whose error is 135° or more (a pose read u
 Attributes marked ``look`` are left out when the targets got their look elsewhere (``setting.look``).
 
 Swaps are not additive (two groups' errors can cost together more than apart), so the report gives each gain on its
-own beside the total ``ceiling - ours``.
+own beside the total ``ceiling - ours``. One task network's score moves by about a point between task seeds, so
+with ``evaluate.task_seeds`` > 1 every column is the mean over the same seeds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from scenefit.evaluate import FLIP_DEG, attribute_errors
 from scenefit.fitjob import rendered_rows
 from scenefit.pipeline import Pipeline
 from scenefit.runs import key_of
+
 
 def swap_groups(space: AttributeSpace, skip: tuple[str, ...] = ()) -> dict[str, tuple[list[int], bool]]:
     """The breakdown's groups: name -> (columns, flips_only). ``flips_only`` groups swap only rows whose periodic
@@ -91,31 +93,37 @@ def register_swaps(pipe: Pipeline) -> dict[str, float]:
     return changed
 
 
-def error_breakdown(pipe: Pipeline, oracle: float | None = None) -> dict:
-    """Score ours, the ceiling and every swap (stages ``score-<set>``); ``oracle`` (fraction) is scored here when
-    not given. Returns ``{"ours", "ceiling", "oracle"`` (scores, fractions), ``"not_attribute"`` (oracle - ceiling),
-    ``"attributes"`` (ceiling - ours), ``"swaps": {group: {"score", "gain", "rows_changed"}}``,
+def _score(pipe: Pipeline, method: str) -> tuple[float, list[float]]:
+    """Mean score of ``method`` over the task seeds 0 .. ``evaluate.task_seeds`` - 1, and the per-seed scores."""
+    scores = [r["score"] for r in pipe.score_seeds(method)]
+    return sum(scores) / len(scores), scores
+
+
+def error_breakdown(pipe: Pipeline) -> dict:
+    """Score ours, the ceiling, the oracle and every swap (stages ``score-<set>[-seed<k>]``), each the mean over the
+    run's ``evaluate.task_seeds`` task networks (paired: one seed list for every set). Returns ``{"ours", "ceiling",
+    "oracle"`` (mean scores, fractions), ``"not_attribute"`` (oracle - ceiling), ``"attributes"`` (ceiling - ours),
+    ``"swaps": {group: {"score", "gain", "rows_changed"}}``, ``"seeds": {set: [score per task seed]}``,
     ``"attribute_error"``: ours' per-attribute errors with flip fractions}``."""
     changed = register_swaps(pipe)
-    ours, ceiling = pipe.score("ours")["score"], pipe.score("ceiling")["score"]
-    oracle = pipe.score("oracle")["score"] if oracle is None else oracle
-    swaps = {}
-    for name, frac in changed.items():
-        s = pipe.score(f"swap-{name}")["score"]
-        swaps[name] = {"score": s, "gain": s - ours, "rows_changed": frac}
-    space = pipe.res.engine.space
-    err = attribute_errors(space, pipe.fit()[0], pipe.problem.targets.attrs, _skip(pipe))
-    return {"ours": ours, "ceiling": ceiling, "oracle": oracle, "not_attribute": oracle - ceiling, "attributes": ceiling - ours,
-            "swaps": swaps, "attribute_error": err}
+    seeds: dict[str, list[float]] = {}
+    means: dict[str, float] = {}
+    for m in ("ours", "ceiling", "oracle", *(f"swap-{g}" for g in changed)):
+        means[m], seeds[m] = _score(pipe, m)
+    ours = means["ours"]
+    swaps = {g: {"score": means[f"swap-{g}"], "gain": means[f"swap-{g}"] - ours, "rows_changed": frac} for g, frac in changed.items()}
+    err = attribute_errors(pipe.res.engine.space, pipe.fit()[0], pipe.problem.targets.attrs, _skip(pipe))
+    return {"ours": ours, "ceiling": means["ceiling"], "oracle": means["oracle"], "not_attribute": means["oracle"] - means["ceiling"],
+            "attributes": means["ceiling"] - ours, "swaps": swaps, "task_seeds": len(seeds["ours"]), "seeds": seeds, "attribute_error": err}
 
 
 def breakdown_table(rows: dict[str, dict]) -> str:
     """Markdown: one row per setting of :func:`error_breakdown` results (points)."""
     groups = sorted({g for b in rows.values() for g in b["swaps"]})
-    head = ["setting", "ours", "ceiling (true attrs)", "oracle", "oracle - ceiling (not an attribute)", "ceiling - ours (attributes)"]
+    head = ["setting", "task seeds", "ours", "ceiling (true attrs)", "oracle", "oracle - ceiling (not an attribute)", "ceiling - ours (attributes)"]
     lines = ["| " + " | ".join(head + [f"gain: true {g}" for g in groups]) + " |", "|---" * (len(head) + len(groups)) + "|"]
     for s, b in rows.items():
-        cells = [s] + [f"{100 * b[k]:.1f}" for k in ("ours", "ceiling", "oracle", "not_attribute", "attributes")]
+        cells = [s, str(b.get("task_seeds", 1))] + [f"{100 * b[k]:.1f}" for k in ("ours", "ceiling", "oracle", "not_attribute", "attributes")]
         for g in groups:
             w = b["swaps"].get(g)
             cells.append(f"{100 * w['gain']:+.1f} ({100 * w['rows_changed']:.0f}% rows)" if w else "–")
