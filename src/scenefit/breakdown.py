@@ -24,9 +24,7 @@ from __future__ import annotations
 import torch
 
 from scenefit.attributes import AttributeSpace, wrap_angle
-from scenefit.data import ImageSet, render_rows
 from scenefit.evaluate import FLIP_DEG, attribute_errors
-from scenefit.fitjob import rendered_rows
 from scenefit.pipeline import Pipeline
 from scenefit.runs import key_of
 
@@ -79,17 +77,12 @@ def register_swaps(pipe: Pipeline) -> dict[str, float]:
     if true is None:
         raise ValueError("the error breakdown needs the targets' true attributes (synthesised targets)")
     fitted = pipe.fit()[0]
-    space, reps, seed = pipe.res.engine.space, pipe.cfg.export.per_target, pipe.cfg.seed
+    space = pipe.res.engine.space
     changed: dict[str, float] = {}
     for name, (cols, flips_only) in swap_groups(space, _skip(pipe)).items():
         rows, changed[name] = swapped(space, fitted, true, cols, flips_only)
-
-        def make(rows: torch.Tensor = rows) -> ImageSet:
-            r, seeds = rendered_rows(rows, reps, seed)
-            out = render_rows(pipe.res.engine, r, seeds)
-            return ImageSet(out["image"], out["label"], r)
-
-        pipe.register_set(f"swap-{name}", lambda name=name: key_of("swap", pipe.ours_key(), name, FLIP_DEG), make)
+        pipe.register_set(f"swap-{name}", lambda name=name: key_of("swap", pipe.ours_key(), name, FLIP_DEG),
+                          lambda rows=rows: pipe.render_per_target(rows))
     return changed
 
 

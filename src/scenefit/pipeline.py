@@ -30,6 +30,7 @@ from scenefit.data import ImageSet, Problem, render_rows, synthesize
 from scenefit.fitfile import load_fit, save_fit
 from scenefit.fitjob import fit_images, rendered_rows
 from scenefit.fitting import FitResult
+from scenefit.fitting.config import PlainConfig
 from scenefit.io import atomic_write_text, first_difference, read_json
 from scenefit.models import SEED, Models
 from scenefit.resolve import Resolved, resolve
@@ -132,8 +133,6 @@ class Pipeline:
         fit = asdict(c.fit)
         if not self.res.engine.space.look:  # looks are searched only for look attributes: other fits keep their keys
             del fit["codebook"]["look_codes"]
-        from scenefit.fitting.config import PlainConfig
-
         if c.fit.plain == PlainConfig():  # fit.plain at its defaults: fits made before the section keep their keys
             del fit["plain"]
         return key_of("fit", self.problem_key(), feats, sur, enc, fit, self.res.content_layer, c.seed)
@@ -187,11 +186,12 @@ class Pipeline:
     def ours(self) -> ImageSet:
         """R(ξ*): ``export.per_target`` renders of every fitted row (seeded per row), with labels."""
         if "ours" not in self._cache:
-            self._cache["ours"] = self._render_per_target(self.fit()[0])
+            self._cache["ours"] = self.render_per_target(self.fit()[0])
         return self._cache["ours"]
 
-    def _render_per_target(self, attrs: torch.Tensor) -> ImageSet:
-        """R at one attribute row per target (N, D): ``export.per_target`` renders each, seeded by global row index."""
+    def render_per_target(self, attrs: torch.Tensor) -> ImageSet:
+        """R at one attribute row per target (N, D), rendered as ours is: ``export.per_target`` renders each, seeded by
+        global row index, named by target."""
         reps = self.cfg.export.per_target
         rows, seeds = rendered_rows(attrs, reps, self.cfg.seed)
         out = render_rows(self.res.engine, rows, seeds)
@@ -231,7 +231,7 @@ class Pipeline:
         if t.attrs is None:
             raise ValueError("the ceiling needs the targets' true attributes (synthesised targets)")
         if "ceiling" not in self._cache:
-            self._cache["ceiling"] = self._render_per_target(t.attrs)
+            self._cache["ceiling"] = self.render_per_target(t.attrs)
         return self._cache["ceiling"]
 
     def feature_score(self) -> dict | None:
