@@ -9,7 +9,7 @@ network with the same recipe and seed (:mod:`scenefit.methods`):
     metasim            Meta-Sim: attribute network trained with feature MMD (no labels)
     attribute-descent  per-attribute Gaussian means searched by FID (no labels)
     sdr                SDR: REINFORCE on accuracy on a *labeled* validation split of X_t
-    paper              the paper's Algorithm 1 (:data:`PAPER_ALG1`): one start per target drawn from the initial
+    paper              the paper's Algorithm 1 (:func:`paper_alg1`): one start per target drawn from the initial
                        distribution, gradient steps on F's content loss through G; learning rate and step count chosen
                        without labels on the first targets (``fit.plain``); run in ``out/<setting>/paper-alg1/``
     ours               per-image fit (``fit.method``, default the amortized encoder E), rendered by R
