@@ -15,8 +15,9 @@ also ``<name> flips``: only the rows whose error is 135° or more (a pose read u
 Attributes marked ``look`` are left out when the targets got their look elsewhere (``setting.look``).
 
 Swaps are not additive (two groups' errors can cost together more than apart), so the report gives each gain on its
-own beside the total ``ceiling - ours``. One task network's score moves by about a point between task seeds, so
-with ``evaluate.task_seeds`` > 1 every column is the mean over the same seeds.
+own beside the total ``ceiling - ours``. One task network's score moves between task seeds (by points at the
+quick and paper scales, docs/RESULTS.md), so with ``evaluate.task_seeds`` > 1 every column is the mean over the same
+seeds.
 """
 
 from __future__ import annotations
@@ -65,11 +66,6 @@ def swapped(space: AttributeSpace, fitted: torch.Tensor, true: torch.Tensor, col
     return out, changed
 
 
-def _skip(pipe: Pipeline) -> tuple[str, ...]:
-    space = pipe.res.engine.space
-    return tuple(space.names[i] for i in space.look) if pipe.cfg.setting.look.name else ()
-
-
 def register_swaps(pipe: Pipeline) -> dict[str, float]:
     """Register one training set ``swap-<group>`` per :func:`swap_groups` group on ``pipe`` (rendered as ours is);
     returns each group's fraction of changed rows. Needs the targets' true attributes and ours' fit."""
@@ -79,7 +75,7 @@ def register_swaps(pipe: Pipeline) -> dict[str, float]:
     fitted = pipe.fit()[0]
     space = pipe.res.engine.space
     changed: dict[str, float] = {}
-    for name, (cols, flips_only) in swap_groups(space, _skip(pipe)).items():
+    for name, (cols, flips_only) in swap_groups(space, pipe.attributes_without_truth()).items():
         rows, changed[name] = swapped(space, fitted, true, cols, flips_only)
         pipe.register_set(f"swap-{name}", lambda name=name: key_of("swap", pipe.ours_key(), name, FLIP_DEG),
                           lambda rows=rows: pipe.render_per_target(rows))
@@ -105,7 +101,7 @@ def error_breakdown(pipe: Pipeline) -> dict:
         means[m], seeds[m] = _score(pipe, m)
     ours = means["ours"]
     swaps = {g: {"score": means[f"swap-{g}"], "gain": means[f"swap-{g}"] - ours, "rows_changed": frac} for g, frac in changed.items()}
-    err = attribute_errors(pipe.res.engine.space, pipe.fit()[0], pipe.problem.targets.attrs, _skip(pipe))
+    err = attribute_errors(pipe.res.engine.space, pipe.fit()[0], pipe.problem.targets.attrs, pipe.attributes_without_truth())
     return {"ours": ours, "ceiling": means["ceiling"], "oracle": means["oracle"], "not_attribute": means["oracle"] - means["ceiling"],
             "attributes": means["ceiling"] - ours, "swaps": swaps, "task_seeds": len(seeds["ours"]), "seeds": seeds, "attribute_error": err}
 

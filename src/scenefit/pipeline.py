@@ -174,13 +174,18 @@ class Pipeline:
             from scenefit.evaluate import attribute_errors
 
             true, space = self.problem.targets.attrs, res.engine.space
-            # targets given a look (setting.look) got their appearance from it, not from the engine's look attributes
-            skip = tuple(space.names[i] for i in space.look) if cfg.setting.look.name else ()
+            skip = self.attributes_without_truth()
             info["attribute_error"] = attribute_errors(space, result.attrs, true, skip)
             info["attribute_error_initial_centre"] = attribute_errors(space, res.initial_centre()[None].expand_as(true), true, skip)
             if skip:
                 info["attribute_error_skipped"] = {"attributes": list(skip), "why": f"the targets' look is '{cfg.setting.look.name}'"}
         return result, info
+
+    def attributes_without_truth(self) -> tuple[str, ...]:
+        """Attributes the targets' true rows do not describe: the engine's look attributes when the targets got their
+        appearance from ``setting.look`` instead; left out of attribute errors."""
+        space = self.res.engine.space
+        return tuple(space.names[i] for i in space.look) if self.cfg.setting.look.name else ()
 
     # ------------------------------------------------------------------ render
     def ours(self) -> ImageSet:

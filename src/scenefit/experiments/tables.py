@@ -162,7 +162,7 @@ def write_tables(out: Path, results: dict, scale: str, cfg) -> None:
         "the oracle trains on the labeled X_t.",
         f"Meta-Sim and Attr. Des. compare image sets on {set_features_caption(cfg)}; SDR reads no features (its reward is "
         f"accuracy); {FIT_CAPTIONS.get(cfg.fit.method, cfg.fit.method)} (fit.method `{fit}`).",
-        *([paper_caption(results)] if paper_caption(results) else []),
+        *filter(None, [paper_caption(results)]),
     ]
     md = ["# Table 2: accuracy on T (%)", "", "## measured", "", _markdown(["method", *cols], measured2), "",
           *[f"{n}  " for n in notes2], "", "## paper", "", _markdown(["method", *cols], paper2), "",
