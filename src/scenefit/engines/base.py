@@ -13,12 +13,26 @@ image size and a label table, and one method to write, :meth:`Engine.render_seed
 workers renders the same images. The surrogate G and :class:`EngineRenderer`
 share one call shape, ``(attrs, soft=None) -> images``, so fitting never cares
 which one it differentiates through.
+
+An engine whose look attributes (:mod:`scenefit.fitting.look`: a camera, a sensor) are a stage applied after
+the rest of the render may also define the optional method ``render_look_parts``::
+
+    frames, develop = engine.render_look_parts(attrs, seeds)   # attrs (B, D) natural units, seeds (B,) int64
+    frames                  # (B, C, H, W): the render of row i with seed i, before the look stage
+    develop(look, frames)   # look (B, L): the look columns, in the order of space.look, natural units
+                            # -> images (B, C, H, W), differentiable in look
+
+For the same rows and seeds, ``develop`` at the rows' own look columns gives :meth:`Engine.render_seeded`'s images
+up to their final 8-bit quantization (which it may skip, or pass straight through). The codebook fits refine
+looks through it (``fit.codebook.look_steps``, :mod:`scenefit.fitting.look_refine`); an engine without it
+simply does not offer that refinement (:data:`LOOK_PARTS` names the method).
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +42,10 @@ from scenefit.attributes import AttributeSpace
 from scenefit.seeding import draw_seeds
 
 LABEL_KINDS = ("class", "mask")
+LOOK_PARTS = "render_look_parts"
+"""The optional engine method that splits a render at its look stage (module doc)."""
+Develop = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``develop(look (B, L), frames (B, C, H, W)) -> images (B, C, H, W)`` of ``render_look_parts`` (module doc)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +95,8 @@ class Engine(ABC):
     :attr:`label_kind` (``"class"`` or ``"mask"``) and :attr:`labels`, and implement
     :meth:`render_seeded`. They may override :meth:`sample_initial` (the user's prior
     over scenes; uniform by default), :meth:`describe` (add everything else that
-    changes a render, e.g. a texture bank's hash) and :meth:`resized`.
+    changes a render, e.g. a texture bank's hash) and :meth:`resized`, and may define
+    the optional ``render_look_parts`` (module doc).
     """
 
     name: str = "engine"

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from scenefit.attributes import AttributeSpace
-from scenefit.engines.base import Engine, LabelTable
+from scenefit.engines.base import Develop, Engine, LabelTable
 from scenefit.engines.labels import CLASS_NAMES, IGNORE_INDEX, id_to_train_id_table, label
 from scenefit.engines.registry import register_engine
-from scenefit.engines.street_camera import CAMERA_ATTRIBUTES, CAMERA_NAMES, apply_camera
+from scenefit.engines.street_camera import CAMERA_ATTRIBUTES, CAMERA_NAMES, apply_camera, camera_noise, develop_camera
 from scenefit.engines.street_layout import layout_scenes
 from scenefit.engines.street_mesh import scene_triangles
 from scenefit.engines.street_scene import SKY, STREET_ATTRIBUTES, LayoutConfig, Scenes
@@ -208,6 +208,36 @@ class StreetEngine(Engine):
                 out["image"] = apply_camera(out["image"], attrs[:, len(STREET_ATTRIBUTES):].detach().cpu(), seeds.cpu())
         out["seed"] = seeds.clone().to(torch.int64)
         return {k: v.to(attrs.device) for k, v in out.items()}
+
+    def render_look_parts(self, attrs: torch.Tensor, seeds: torch.Tensor) -> tuple[torch.Tensor, Develop]:
+        """The render of ``attrs`` (B, D) with ``seeds`` (B,) split at the camera (the engine contract's optional
+        look stage, :mod:`scenefit.engines.base`).
+
+        Returns ``frames`` (B, 3, H, W) float32 in [0, 1], the rasterized frames before the camera, and
+        ``develop(look (B, 10), frames) -> images (B, 3, H, W)``: the camera of :func:`~.street_camera.develop_camera`
+        with camera rows ``look`` (natural units, in the order of ``space.look``), differentiable in ``look``, equal
+        in the forward pass to :meth:`render_seeded`'s images of the same rows and seeds. Without the camera the
+        space has no look column: ``look`` is (B, 0) and ``develop`` returns the frames. All on ``attrs.device``.
+        """
+        if attrs.shape[0] == 0:
+            self.space.check(attrs)
+            frames = torch.zeros(0, 3, self.height, self.width)
+        else:
+            frames = self.render_scenes(self.scenes(attrs, seeds))["image"]
+        frames = frames.to(attrs.device)
+        noise: list[torch.Tensor] = []  # drawn once, on the first call: develop runs every step of a refinement
+        row_seeds = seeds.detach().cpu().clone()
+
+        def develop(look: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+            if look.shape != (frames.shape[0], len(self.space.look)):
+                raise ValueError(f"develop needs look rows of shape ({frames.shape[0]}, {len(self.space.look)}), got {tuple(look.shape)}")
+            if not self.config.camera:
+                return frames
+            if not noise:
+                noise.append(camera_noise(row_seeds, self.height, self.width))
+            return develop_camera(frames, look, noise[0].to(frames.device))
+
+        return frames, develop
 
     def initial_centre(self) -> torch.Tensor:
         """The initial scene's centre, :data:`INITIAL_SCENE` (and the neutral camera), as one (D,) float32 row."""

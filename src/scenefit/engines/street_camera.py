@@ -22,6 +22,9 @@ In order, per row (``x`` linear RGB in [0, 1], ``r`` the distance from the centr
 
 Blur and noise are set relative to the frame width, so the engine resized to the fitting resolution shows the
 same camera. The noise of row ``i`` comes from ``seeds[i]`` alone (:mod:`scenefit.seeding`, its own stream).
+:func:`develop_camera` is the same chain differentiable in the camera (the same noise, scaled; the quantization
+passed straight through): the engine's :meth:`~scenefit.engines.street.StreetEngine.render_look_parts`, through
+which the fit refines a look against the engine itself (:mod:`scenefit.fitting.look_refine`).
 What this camera cannot render: a global channel-mixing (colour-grading) matrix beyond per-channel gains and
 desaturation, tone curves other than a power law around a fixed pivot, depth-dependent fog (the haze is uniform;
 the renderer's own fog is set by ``StreetConfig.fog_distance``), lens distortion and chromatic aberration.
@@ -95,7 +98,33 @@ def apply_camera(images: torch.Tensor, camera: torch.Tensor, seeds: torch.Tensor
 
 def _develop(x: torch.Tensor, cam: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
     """The chain of :func:`apply_camera` on rows that all have a camera (B, 3, H, W) float32."""
-    b, _, h, w = x.shape
+    h, w = x.shape[-2:]
+    return (_chain(x, cam, camera_noise(seeds, h, w).to(x.device)).clamp(0, 1) * 255).round() / 255
+
+
+def camera_noise(seeds: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The unit sensor noise N(0, 1) (B, 3, height, width) of rows with ``seeds`` (B,) int64 (CPU, float32): what
+    :func:`apply_camera` scales by ``sensor_noise`` for a frame of that size."""
+    return row_normal(seeds.to(torch.int64).cpu(), 3 * height * width, stream=NOISE_STREAM).view(-1, 3, height, width)
+
+
+def develop_camera(images: torch.Tensor, camera: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """:func:`apply_camera` made differentiable in ``camera``: frames (B, 3, H, W) in [0, 1], camera rows (B, 10)
+    (natural units, any values, neutral rows included) and the rows' unit noise (B, 3, H, W) of :func:`camera_noise`.
+
+    Returns (B, 3, H, W): in the forward pass exactly the 8-bit values :func:`apply_camera` gives for the same seeds
+    (a neutral row: the frame itself, when the frame holds 8-bit values); the gradient passes the quantization
+    straight through (that of the clamped, unquantized chain). The clamp to [0, 1] stops the gradient of saturated
+    pixels, and blur and noise have none at exactly 0 (a Gaussian's width is flat there).
+    """
+    x = _chain(images.float(), camera.float(), noise.to(images.device, torch.float32)).clamp(0, 1)
+    return ((x.detach() * 255).round() / 255) + (x - x.detach())
+
+
+def _chain(x: torch.Tensor, cam: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The camera chain of the module doc on frames (B, 3, H, W) with camera rows (B, 10) and unit noise (B, 3, H, W),
+    before clamping and quantization; differentiable in ``cam``."""
+    _, _, h, w = x.shape
     p = {name: cam[:, i, None, None, None] for i, name in enumerate(CAMERA_NAMES)}  # (B, 1, 1, 1)
     dev = x.device
     x = x * torch.exp2(p["exposure"])
@@ -112,6 +141,4 @@ def _develop(x: torch.Tensor, cam: torch.Tensor, seeds: torch.Tensor) -> torch.T
     xx = (torch.arange(w, device=dev) + 0.5 - w / 2) / (w / 2)
     r2 = (xx[None] ** 2 + yy[:, None] ** 2) / 2  # 1 at the corners
     x = x / (1 + p["vignetting"] * r2) ** 2
-    noise = row_normal(seeds.to(torch.int64).cpu(), 3 * h * w, stream=NOISE_STREAM).view(b, 3, h, w).to(dev)
-    x = x + p["sensor_noise"] * (w / REFERENCE_WIDTH) * torch.sqrt(x.clamp(min=0) + 0.1) * noise
-    return (x.clamp(0, 1) * 255).round() / 255
+    return x + p["sensor_noise"] * (w / REFERENCE_WIDTH) * torch.sqrt(x.clamp(min=0) + 0.1) * noise
