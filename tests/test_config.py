@@ -103,7 +103,7 @@ def test_set_reaches_nested_fields():
     ("fit.stepz=3", "--set: unknown config key 'fit.stepz'; known keys here: ['amortized', 'attributes', 'calibrate', 'chunk', "
                     "'codebook', 'layer', 'look_weight', 'lr', 'method', 'optimizer', 'plain', 'restarts', 'steps', 'verify']"),
     ("fit.codebook.kep=3", "--set: unknown config key 'fit.codebook.kep'; known keys here: ['grid_bounded', 'grid_periodic', "
-                           "'keep', 'look_codes', 'max_codes', 'radius']"),
+                           "'keep', 'look_codes', 'look_lr', 'look_steps', 'max_codes', 'radius']"),
     ("setting.name=[1, 2]", "--set: 'setting.name' must be a string, got [1, 2]"),
     ("task.hflip=1", "--set: 'task.hflip' must be true or false, got 1"),
     ("fit.steps=2.5", "--set: 'fit.steps' must be an integer, got 2.5"),

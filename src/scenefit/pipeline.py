@@ -133,6 +133,8 @@ class Pipeline:
         fit = asdict(c.fit)
         if not self.res.engine.space.look:  # looks are searched only for look attributes: other fits keep their keys
             del fit["codebook"]["look_codes"]
+        if not self.res.engine.space.look or c.fit.codebook.look_steps == 0:  # no look refinement (look_lr unused):
+            del fit["codebook"]["look_steps"], fit["codebook"]["look_lr"]   # fits made before it keep their keys
         if c.fit.plain == PlainConfig():  # fit.plain at its defaults: fits made before the section keep their keys
             del fit["plain"]
         return key_of("fit", self.problem_key(), feats, sur, enc, fit, self.res.content_layer, c.seed)

@@ -3,8 +3,9 @@
 :func:`resolve` builds the engine (and its target/test variants), resolves the task network,
 and checks every name and shape a run will use: mixture components and ``fit.attributes``
 against the engine's attribute space, layers against the task network, the look and shift, the
-fitting strategy's needs, and the networks' shapes (built, not trained). Every error is a
-:class:`~scenefit.config.ConfigError` naming the field.
+fitting strategy's needs (for ``fit.codebook.look_steps``: the engine's look stage), and the
+networks' shapes (built, not trained). Every error is a :class:`~scenefit.config.ConfigError`
+naming the field.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from scenefit.config import ConfigError, RunConfig
 from scenefit.encoder import AttributeEncoder
 from scenefit.engines.base import Engine
 from scenefit.engines.registry import EngineSpecError, make_engine
+from scenefit.fitting.look_refine import engine_look_parts
 from scenefit.looks import LOOKS, apply_look
 from scenefit.shifts import apply_shift, parse_shift
 from scenefit.surrogate import Surrogate
@@ -181,6 +183,11 @@ def resolve(cfg: RunConfig, labeled_targets: bool = True) -> Resolved:
         raise ConfigError(f"encoder.augment '{cfg.encoder.augment}' would hide from E the look attributes it must read "
                           f"({[space.names[i] for i in space.look]}): the engine renders its own look variation, so use "
                           f"encoder.augment none, or a fit.method that matches them by the look term")
+    if cfg.fit.codebook.look_steps and cfg.fit.method in ("codebook", "codebook-verify") and set(res.free) & set(space.look):
+        try:
+            engine_look_parts(fit_engine, cfg.fit.codebook.look_steps, cfg.fit.method)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     _check_networks(res)
     return res
 

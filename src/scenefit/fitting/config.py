@@ -67,6 +67,10 @@ class CodebookConfig:
     the same categories are skipped, so a pose and its 180° flip both survive). look_codes: where the engine has
     look attributes and they are fitted, the codes hold them at the centre, and each kept code then tries this
     many looks (the centre's, then a Sobol set over the look box) and keeps the best by the look term.
+    look_steps, look_lr: then, when ``look_steps`` > 0, each start's look is refined by that many Adam steps of
+    step size ``look_lr`` (unit-cube units) through the engine's own look stage (its ``render_look_parts``; an
+    engine without it is refused), by the look term, and kept fixed in the later refinement through G
+    (:mod:`scenefit.fitting.look_refine`). 0: no such refinement.
     """
 
     grid_periodic: int = 72
@@ -75,11 +79,17 @@ class CodebookConfig:
     keep: int = 2
     radius: float = 0.08
     look_codes: int = 32
+    look_steps: int = 0
+    look_lr: float = 0.02
 
     def __post_init__(self) -> None:
         for name in ("grid_periodic", "max_codes", "keep", "look_codes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"fit.codebook.{name} must be > 0, got {getattr(self, name)}")
+        if self.look_steps < 0:
+            raise ValueError(f"fit.codebook.look_steps must be >= 0, got {self.look_steps}")
+        if not (math.isfinite(self.look_lr) and self.look_lr > 0):
+            raise ValueError(f"fit.codebook.look_lr must be a finite number > 0, got {self.look_lr}")
         if self.grid_bounded < 2:
             raise ValueError(f"fit.codebook.grid_bounded must be >= 2, got {self.grid_bounded}")
         if not (math.isfinite(self.radius) and 0 <= self.radius < 1):
