@@ -12,6 +12,14 @@ by one target's candidates (common random numbers), so a refinement that only fo
 Where the engine has look attributes (:mod:`scenefit.fitting.look`) and they are fitted, the codes hold them at the
 centre and are chosen by the content loss alone (so a random look cannot win a code for the wrong scene); each kept
 code then tries ``fit.codebook.look_codes`` looks, rendered with one seed, and keeps the best by the look term.
+
+With ``fit.codebook.look_steps`` > 0 each kept code's look is then refined by gradient steps on the look term
+through the engine R's own look stage (:mod:`scenefit.fitting.look_refine`, the engine's ``render_look_parts``:
+exact and differentiable where G only imitates it), with the code's render seed. Both strategies do this through R,
+``codebook`` too (its codes and refinement otherwise go through G alone), so both need the engine and refuse one
+without that method. The refined look columns are then held fixed in the refinement through G, which would drift
+them back toward G's idea of the camera; ``info`` records the mean look term before and after
+(``mean_look_term_searched``, ``mean_look_term_refined``).
 """
 
 from __future__ import annotations
@@ -23,10 +31,11 @@ import torch
 from tqdm.auto import tqdm
 
 from scenefit.attributes import AttributeSpace
-from scenefit.engines.base import EngineRenderer
+from scenefit.engines.base import Develop, EngineRenderer
 from scenefit.fitting.base import FeatureFn, FitInputs, FitResult, Renderer, fit_candidates
 from scenefit.fitting.config import FitConfig
 from scenefit.fitting.look import LookTerm, look_codes, look_search, look_statistics
+from scenefit.fitting.look_refine import engine_look_parts, look_refine
 from scenefit.seeding import index_seeds
 from scenefit.tasks.base import content_loss
 
@@ -125,30 +134,53 @@ def _codes(inputs: FitInputs, cfg: FitConfig, free: list[int]) -> torch.Tensor:
     return code_grid(space, inputs.centre, free, list(space.categorical), per_axis, c.max_codes, inputs.seed)
 
 
-def _starts(inputs: FitInputs, cfg: FitConfig, render: Renderer, look_render: Callable, batch: int) -> torch.Tensor:
+def _start_seeds(inputs: FitInputs, keep: int, start: torch.Tensor) -> torch.Tensor:
+    """Render seeds (B,) int64 of starts ``start`` (B,) (= i * keep + k): one per start, from its target's global
+    index (so shards agree), shared by all the looks a start tries."""
+    return index_seeds(inputs.seed + 3, inputs.target_index()[start // keep] * keep + start % keep)
+
+
+def _starts(inputs: FitInputs, cfg: FitConfig, render: Renderer, look_render: Callable, batch: int,
+            method: str) -> tuple[torch.Tensor, list[int], dict]:
     """The ``keep`` best distinct codes per target (N, keep, D). Where look attributes are fitted, the codes hold them
     at the centre and are chosen by the content loss alone; then each start gets the best of ``look_codes`` looks by
-    the look term (:func:`scenefit.fitting.look.look_search`, ``look_render(rows, start_index)``)."""
-    look = inputs.look
-    look_cols = [c for c in inputs.free if look is not None and c in look.cols]
-    content = [c for c in inputs.free if c not in look_cols]
+    the look term (:func:`scenefit.fitting.look.look_search`, ``look_render(rows, start_index)``), refined through
+    the engine's look stage when ``look_steps`` > 0 (module doc).
+
+    Returns the starts, the columns the refinement through G may move (the look columns are fixed once refined
+    through the engine) and the ``info`` figures of the look refinement ({} without one).
+    """
+    look, c = inputs.look, cfg.codebook
+    look_cols = [col for col in inputs.free if look is not None and col in look.cols]
+    content = [col for col in inputs.free if col not in look_cols]
     starts, _ = codebook_starts(render, inputs.features, inputs.space, inputs.target_features, _codes(inputs, cfg, content), content,
-                                cfg.codebook.keep, cfg.codebook.radius, batch=batch, progress=inputs.progress,
-                                look=None if look_cols else look)
-    if look_cols:
-        codes = look_codes(inputs.space, look_cols, cfg.codebook.look_codes, inputs.centre, inputs.seed + 5)
-        starts, _ = look_search(look_render, look, starts, look_cols, codes, progress=inputs.progress)
-    return starts
+                                c.keep, c.radius, batch=batch, progress=inputs.progress, look=None if look_cols else look)
+    if not look_cols:
+        return starts, list(inputs.free), {}
+    codes = look_codes(inputs.space, look_cols, c.look_codes, inputs.centre, inputs.seed + 5)
+    starts, _ = look_search(look_render, look, starts, look_cols, codes, progress=inputs.progress)
+    if c.look_steps == 0:
+        return starts, list(inputs.free), {}
+    parts, keep = engine_look_parts(inputs.engine, c.look_steps, method), starts.shape[1]
+
+    def start_parts(rows: torch.Tensor, start: torch.Tensor) -> tuple[torch.Tensor, Develop]:
+        frames, develop = parts(rows, _start_seeds(inputs, keep, start))
+        return frames.to(inputs.device), develop
+
+    refined = look_refine(start_parts, look, starts, look_cols, inputs.space, c.look_steps, c.look_lr, progress=inputs.progress)
+    info = {"mean_look_term_searched": refined.loss_before.mean().item(), "mean_look_term_refined": refined.loss.mean().item()}
+    return refined.starts, content, info
 
 
 def fit_codebook(inputs: FitInputs, cfg: FitConfig) -> FitResult:
-    """Codes through G, the ``keep`` best distinct per target refined through G, lowest loss kept."""
+    """Codes through G, the ``keep`` best distinct per target refined through G, lowest loss kept (looks refined
+    through R's look stage first with ``fit.codebook.look_steps``, module doc)."""
     t0 = time.time()
     G = inputs.need("surrogate", "codebook")
-    starts = _starts(inputs, cfg, G, lambda rows, _: G(rows.to(inputs.device)), 1024)
-    res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
+    starts, free, info = _starts(inputs, cfg, G, lambda rows, _: G(rows.to(inputs.device)), 1024, "codebook")
+    res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, free, cfg.steps, cfg.lr,
                          cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (codebook)", inputs.look)
-    res.seconds = time.time() - t0
+    res.seconds, res.info = time.time() - t0, info
     return res
 
 
@@ -177,20 +209,20 @@ def fit_codebook_verify(inputs: FitInputs, cfg: FitConfig) -> FitResult:
     """Codes through R, refinement through G, choice by R's content loss (module doc).
 
     ``info``: ``chosen_codebook`` / ``chosen_refined`` (targets whose final row is a code / the refined point),
-    ``mean_loss_best_code`` (R's loss of the best code) and ``loss_g_refined`` (G's loss after refinement, mean).
+    ``mean_loss_best_code`` (R's loss of the best code) and ``loss_g_refined`` (G's loss after refinement, mean);
+    with ``fit.codebook.look_steps``, the look refinement's figures (module doc).
     """
     t0 = time.time()
     G = inputs.need("surrogate", "codebook-verify")
     engine = inputs.need("engine", "codebook-verify")
     render_r = EngineRenderer(engine, torch.Generator().manual_seed(inputs.seed + 1), inputs.device)
-    keep, index = cfg.codebook.keep, inputs.target_index()
+    keep = cfg.codebook.keep
 
     def look_render(rows: torch.Tensor, start: torch.Tensor) -> torch.Tensor:  # a start's looks share one render seed
-        seeds = index_seeds(inputs.seed + 3, index[start // keep] * keep + start % keep)
-        return engine.render_seeded(rows, seeds)["image"].to(inputs.device)
+        return engine.render_seeded(rows, _start_seeds(inputs, keep, start))["image"].to(inputs.device)
 
-    starts = _starts(inputs, cfg, render_r, look_render, 256)
-    res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
+    starts, free, look_info = _starts(inputs, cfg, render_r, look_render, 256, "codebook-verify")
+    res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, free, cfg.steps, cfg.lr,
                          cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (codebook-verify)", inputs.look)
     cand = torch.cat([starts, res.attrs[:, None]], 1)  # (N, keep + 1, D)
     loss_r = verify_with_engine(engine, inputs.features, inputs.target_features, cand, cfg.verify.seeds, inputs.seed + 2,
@@ -199,5 +231,5 @@ def fit_codebook_verify(inputs: FitInputs, cfg: FitConfig) -> FitResult:
     chosen = loss_r.argmin(1)
     keep = starts.shape[1]
     info = {"chosen_codebook": int((chosen < keep).sum()), "chosen_refined": int((chosen == keep).sum()),
-            "mean_loss_best_code": loss_r[:, 0].mean().item(), "loss_g_refined": res.loss.mean().item()}
+            "mean_loss_best_code": loss_r[:, 0].mean().item(), "loss_g_refined": res.loss.mean().item(), **look_info}
     return FitResult(cand[torch.arange(n), chosen], loss_r[torch.arange(n), chosen], chosen, loss_r, cand, time.time() - t0, info)
