@@ -146,6 +146,40 @@ def test_the_look_refined_through_the_engine_is_kept_from_gs_drift(fit):
     assert 0 < res.info["mean_look_term_refined"] < res.info["mean_look_term_searched"]
 
 
+class Counting(ToyWithParts):
+    """The toy with its look stage, counting the rows each method renders."""
+
+    def __init__(self) -> None:
+        self.rows = {"render_seeded": 0, "render_look_parts": 0}
+
+    def render_seeded(self, attrs, seeds):
+        self.rows["render_seeded"] += attrs.shape[0]
+        return super().render_seeded(attrs, seeds)
+
+    def render_look_parts(self, attrs, seeds):
+        self.rows["render_look_parts"] += attrs.shape[0]
+        return super().render_look_parts(attrs, seeds)
+
+
+def test_codebook_verify_searches_looks_through_the_look_stage_with_the_same_result():
+    """With a look stage each kept code is rendered once, not once per look (8 here); where develop is the render the
+    fit is the same, bit for bit. ``codebook`` keeps searching looks through G and asks nothing of R."""
+    full = fit_codebook_verify(toy_inputs(Toy()), toy_config(0))
+    engine = Counting()
+    staged = fit_codebook_verify(toy_inputs(engine), toy_config(0))
+    for name in ("attrs", "loss", "candidate", "losses", "starts"):
+        assert torch.equal(getattr(full, name), getattr(staged, name)), name
+    assert full.info == staged.info
+    searched = 3 * 1  # targets x keep
+    assert engine.rows["render_look_parts"] == searched
+    codes = 13  # the content grid: rendered by R in full, like the verification's candidates
+    verified = 3 * (1 + 1) * toy_config(0).verify.seeds
+    assert engine.rows["render_seeded"] == codes + verified
+    plain = Counting()
+    assert torch.equal(fit_codebook(toy_inputs(plain), toy_config(0)).attrs, fit_codebook(toy_inputs(Toy()), toy_config(0)).attrs)
+    assert plain.rows == {"render_seeded": 0, "render_look_parts": 0}
+
+
 def test_an_engine_without_a_look_stage_is_refused():
     with pytest.raises(ValueError, match="^" + re.escape(
             "fit.codebook.look_steps 100: engine 'toy' has no render_look_parts (the optional look stage of "

@@ -11,7 +11,9 @@ by one target's candidates (common random numbers), so a refinement that only fo
 
 Where the engine has look attributes (:mod:`scenefit.fitting.look`) and they are fitted, the codes hold them at the
 centre and are chosen by the content loss alone (so a random look cannot win a code for the wrong scene); each kept
-code then tries ``fit.codebook.look_codes`` looks, rendered with one seed, and keeps the best by the look term.
+code then tries ``fit.codebook.look_codes`` looks, rendered with one seed, and keeps the best by the look term
+(``codebook`` renders them through G, ``codebook-verify`` through R: where R has a look stage, ``render_look_parts``,
+each kept code is rendered once and its looks are developed from its frames, the same images for far less work).
 
 With ``fit.codebook.look_steps`` > 0 each kept code's look is then refined by gradient steps on the look term
 through the engine R's own look stage (:mod:`scenefit.fitting.look_refine`, the engine's ``render_look_parts``:
@@ -25,16 +27,17 @@ them back toward G's idea of the camera; ``info`` records the mean look term bef
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from scenefit.attributes import AttributeSpace
-from scenefit.engines.base import Develop, EngineRenderer
+from scenefit.engines.base import LOOK_PARTS, Develop, EngineRenderer
 from scenefit.fitting.base import FeatureFn, FitInputs, FitResult, Renderer, fit_candidates
 from scenefit.fitting.config import FitConfig
-from scenefit.fitting.look import LookTerm, look_codes, look_search, look_statistics
+from scenefit.fitting.look import LookTerm, look_codes, look_search, look_search_parts, look_statistics
 from scenefit.fitting.look_refine import engine_look_parts, look_refine
 from scenefit.seeding import index_seeds
 from scenefit.tasks.base import content_loss
@@ -140,12 +143,16 @@ def _start_seeds(inputs: FitInputs, keep: int, start: torch.Tensor) -> torch.Ten
     return index_seeds(inputs.seed + 3, inputs.target_index()[start // keep] * keep + start % keep)
 
 
-def _starts(inputs: FitInputs, cfg: FitConfig, render: Renderer, look_render: Callable, batch: int,
+LookSearch = Callable[[LookTerm, torch.Tensor, list[int], torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""``search(look, starts (N, K, D), cols, codes (J, L)) -> (starts, look term (N, K))``: :func:`look_search` or
+:func:`look_search_parts` with its renders bound."""
+
+
+def _starts(inputs: FitInputs, cfg: FitConfig, render: Renderer, search: LookSearch, batch: int,
             method: str) -> tuple[torch.Tensor, list[int], dict]:
     """The ``keep`` best distinct codes per target (N, keep, D). Where look attributes are fitted, the codes hold them
     at the centre and are chosen by the content loss alone; then each start gets the best of ``look_codes`` looks by
-    the look term (:func:`scenefit.fitting.look.look_search`, ``look_render(rows, start_index)``), refined through
-    the engine's look stage when ``look_steps`` > 0 (module doc).
+    the look term (``search``), refined through the engine's look stage when ``look_steps`` > 0 (module doc).
 
     Returns the starts, the columns the refinement through G may move (the look columns are fixed once refined
     through the engine) and the ``info`` figures of the look refinement ({} without one).
@@ -158,7 +165,7 @@ def _starts(inputs: FitInputs, cfg: FitConfig, render: Renderer, look_render: Ca
     if not look_cols:
         return starts, list(inputs.free), {}
     codes = look_codes(inputs.space, look_cols, c.look_codes, inputs.centre, inputs.seed + 5)
-    starts, _ = look_search(look_render, look, starts, look_cols, codes, progress=inputs.progress)
+    starts, _ = search(look, starts, look_cols, codes)
     if c.look_steps == 0:
         return starts, list(inputs.free), {}
     parts, keep = engine_look_parts(inputs.engine, c.look_steps, method), starts.shape[1]
@@ -177,11 +184,29 @@ def fit_codebook(inputs: FitInputs, cfg: FitConfig) -> FitResult:
     through R's look stage first with ``fit.codebook.look_steps``, module doc)."""
     t0 = time.time()
     G = inputs.need("surrogate", "codebook")
-    starts, free, info = _starts(inputs, cfg, G, lambda rows, _: G(rows.to(inputs.device)), 1024, "codebook")
+    search = partial(look_search, lambda rows, _: G(rows.to(inputs.device)), progress=inputs.progress)  # looks through G too
+    starts, free, info = _starts(inputs, cfg, G, search, 1024, "codebook")
     res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, free, cfg.steps, cfg.lr,
                          cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (codebook)", inputs.look)
     res.seconds, res.info = time.time() - t0, info
     return res
+
+
+def _engine_look_search(inputs: FitInputs, engine, keep: int) -> LookSearch:
+    """The look search through R, a start's looks sharing its render seed (:func:`_start_seeds`): each start rendered
+    once and its looks developed where R has a look stage (the same images: develop is R's render), else every look
+    rendered in full."""
+    parts = getattr(engine, LOOK_PARTS, None)
+    if parts is not None:
+        def start_parts(rows: torch.Tensor, start: torch.Tensor) -> tuple[torch.Tensor, Develop]:
+            return parts(rows, _start_seeds(inputs, keep, start))  # kept on the rows' device: develop where R's camera runs
+
+        return partial(look_search_parts, start_parts, space=inputs.space, device=inputs.device, progress=inputs.progress)
+
+    def look_render(rows: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        return engine.render_seeded(rows, _start_seeds(inputs, keep, start))["image"].to(inputs.device)
+
+    return partial(look_search, look_render, progress=inputs.progress)
 
 
 @torch.no_grad()
@@ -218,10 +243,7 @@ def fit_codebook_verify(inputs: FitInputs, cfg: FitConfig) -> FitResult:
     render_r = EngineRenderer(engine, torch.Generator().manual_seed(inputs.seed + 1), inputs.device)
     keep = cfg.codebook.keep
 
-    def look_render(rows: torch.Tensor, start: torch.Tensor) -> torch.Tensor:  # a start's looks share one render seed
-        return engine.render_seeded(rows, _start_seeds(inputs, keep, start))["image"].to(inputs.device)
-
-    starts, free, look_info = _starts(inputs, cfg, render_r, look_render, 256, "codebook-verify")
+    starts, free, look_info = _starts(inputs, cfg, render_r, _engine_look_search(inputs, engine, keep), 256, "codebook-verify")
     res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, free, cfg.steps, cfg.lr,
                          cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (codebook-verify)", inputs.look)
     cand = torch.cat([starts, res.attrs[:, None]], 1)  # (N, keep + 1, D)

@@ -12,7 +12,8 @@ standard deviation, the mean gradient magnitude). In gradient steps each term mo
 the content term's gradient reaches the content attributes, the look term's the look attributes (two renders per
 step, one with each group detached). Choices among candidates (codebooks, verification by R) use the sum. Without
 look attributes the loss is the content term alone, as before. The codebook strategies search the content with the
-look at the centre, then the look per kept code by the look term alone (:func:`look_search`).
+look at the centre, then the look per kept code by the look term alone (:func:`look_search`; through an engine's
+look stage, each start rendered once and its looks developed from its frames, :func:`look_search_parts`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from scenefit.attributes import AttributeSpace
+from scenefit.engines.base import Develop
 
 GRID = 4
 """Cells per side of the look statistics' mean grid."""
+LookParts = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, Develop]]
+"""``parts(rows (B, D), start_index (B,)) -> (frames, develop)``: an engine's ``render_look_parts`` with each start's
+render seed."""
 
 
 def look_statistics(images: torch.Tensor) -> torch.Tensor:
@@ -120,10 +125,51 @@ def look_search(render: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], lo
         rows = flat[start].clone()
         rows[:, cols] = codes[code].to(rows)
         losses[idx] = look.loss(render(rows, start), start // k).float().cpu()
-    best, pick = losses.view(n * k, j).min(1)
-    out = flat.clone()
+    return _best_codes(starts, cols, codes, losses.view(n * k, j))
+
+
+@torch.no_grad()
+def look_search_parts(parts: LookParts, look: LookTerm, starts: torch.Tensor, cols: list[int], codes: torch.Tensor,
+                      space: AttributeSpace, device: str | torch.device = "cpu", batch: int = 256,
+                      progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`look_search` through an engine's look stage: each start is rendered once and its J looks are developed
+    from its frames, instead of J full renders.
+
+    ``parts(rows (B, D), start_index (B,))`` gives the frames and ``develop`` of those rows, with start
+    ``start_index`` = i * K + k's render seed (``render_look_parts``, :mod:`scenefit.engines.base`); ``develop`` is
+    given the look columns of ``space.look``, in that order, and runs where ``parts`` put the frames. The look term is
+    taken on ``device``. ``batch`` starts are rendered at once (bounds memory: their frames, and one look each per
+    ``develop``). Where ``develop`` equals the engine's render (the street camera: the same 8-bit values), this is
+    :func:`look_search` with that render, result for result. Returns the starts with the best code's look columns
+    (N, K, D) and its look term (N, K).
+    """
+    n, k, d = starts.shape
+    j = codes.shape[0]
+    flat = starts.reshape(-1, d)
+    losses = torch.empty(n * k, j)
+    bar = tqdm(total=n * k * j, desc="look search", disable=not progress, leave=False)
+    for lo in range(0, n * k, batch):
+        start = torch.arange(lo, min(lo + batch, n * k))
+        frames, develop = parts(flat[start], start)  # (B, C, H, W): the starts rendered once
+        rows = flat[start].clone()
+        for code in range(j):  # each develop call gets the rows parts rendered, one look for all of them
+            rows[:, cols] = codes[code].to(rows)
+            images = develop(rows[:, list(space.look)].to(frames.device), frames)
+            losses[start, code] = look.loss(images.to(device), start // k).float().cpu()
+            bar.update(len(start))
+    bar.close()
+    return _best_codes(starts, cols, codes, losses)
+
+
+def _best_codes(starts: torch.Tensor, cols: list[int], codes: torch.Tensor, losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The starts (N, K, D) with the look columns ``cols`` set to each start's lowest-loss code, and that loss (N, K),
+    from the look term ``losses`` (N * K, J) of every start and code (J, L)."""
+    n, k, d = starts.shape
+    best, pick = losses.min(1)
+    out = starts.reshape(-1, d).clone()
     out[:, cols] = codes[pick].to(out)
     return out.reshape(n, k, d), best.reshape(n, k)
 
 
-__all__ = ["GRID", "LookTerm", "look_codes", "look_search", "look_statistics", "make_look_term", "split_look"]
+__all__ = ["GRID", "LookParts", "LookTerm", "look_codes", "look_search", "look_search_parts", "look_statistics",
+           "make_look_term", "split_look"]

@@ -26,11 +26,7 @@ from tqdm.auto import tqdm
 
 from scenefit.attributes import AttributeSpace
 from scenefit.engines.base import LOOK_PARTS, Develop
-from scenefit.fitting.look import LookTerm
-
-LookParts = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, Develop]]
-"""``parts(rows (B, D), start_index (B,)) -> (frames, develop)``: an engine's ``render_look_parts`` with each start's
-render seed."""
+from scenefit.fitting.look import LookParts, LookTerm
 
 
 class RefinedLooks(NamedTuple):

@@ -1,0 +1,59 @@
+"""An engine's look stage (``render_look_parts``) used without re-rendering: the look search renders each start once
+and develops its looks, with the same result as rendering every look in full."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import gl_ok
+
+from scenefit.engines.street import StreetEngine
+from scenefit.fitting.look import (
+    look_codes,
+    look_search,
+    look_search_parts,
+    make_look_term,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+needs_gl = pytest.mark.skipif(not gl_ok(), reason="no headless OpenGL (EGL) context available")
+
+SEARCHED = ("exposure", "contrast", "gamma", "lens_blur", "sensor_noise")
+
+
+@pytest.fixture(scope="module")
+def street():
+    with StreetEngine(height=48, width=160, camera=True) as e:
+        yield e
+
+
+def _problem(e: StreetEngine, n: int = 3, k: int = 2, j: int = 12):
+    """Targets at random cameras; per target k starts (its own scene, then another), each with a random camera in the
+    columns not searched; j codes over the searched columns. Returns (look term, starts (n, k, D), cols, codes,
+    seeds (n * k,))."""
+    g = torch.Generator().manual_seed(4)
+    truth = e.space.sample_uniform(n, g)
+    look = make_look_term(e.space, e.render_seeded(truth, torch.arange(n) + 100)["image"], weight=10.0)
+    starts = torch.stack([truth, e.space.sample_uniform(n, g)], 1)[:, :k].clone()  # (n, k, D)
+    cols = [e.space.index(name) for name in SEARCHED]
+    codes = look_codes(e.space, cols, j, e.initial_centre(), seed=5)
+    return look, starts, cols, codes, torch.arange(n * k) * 13 + 7
+
+
+@needs_gl
+def test_the_parts_search_is_the_full_render_search_with_one_render_per_start(street, monkeypatch):
+    """Bit for bit the same starts and look terms as rendering each of the 6 starts' 12 looks in full (72 renders),
+    from 6 rasterized frames."""
+    look, starts, cols, codes, seeds = _problem(street)
+    want, want_loss = look_search(lambda rows, i: street.render_seeded(rows, seeds[i])["image"], look, starts, cols, codes, batch=10)
+    frames = []
+    raster = street.render_scenes
+    monkeypatch.setattr(street, "render_scenes", lambda scenes: frames.append(len(scenes)) or raster(scenes))
+    got, got_loss = look_search_parts(lambda rows, i: street.render_look_parts(rows, seeds[i]), look, starts, cols, codes,
+                                      street.space, batch=4)
+    assert frames == [4, 2]  # each start rasterized once, in batches of 4
+    assert torch.equal(got, want) and torch.equal(got_loss, want_loss)
+    assert torch.equal(got[..., :20], starts[..., :20])  # only the searched look columns move
+    others = [c for c in street.space.look if c not in cols]
+    assert torch.equal(got[..., others], starts[..., others])
+    assert len(set(map(tuple, got[..., cols].reshape(-1, len(cols)).tolist()))) > 1  # not one code for all
