@@ -1,12 +1,18 @@
 """An engine's look stage (``render_look_parts``) used without re-rendering: the look search renders each start once
-and develops its looks, with the same result as rendering every look in full."""
+and develops its looks, with the same result as rendering every look in full; and a resized engine passes the look
+stage of the engine it wraps on, resized like its renders."""
 
 from __future__ import annotations
+
+import pickle
+import re
 
 import pytest
 import torch
 from conftest import gl_ok
 
+from scenefit.engines.base import LOOK_PARTS, ResizedEngine
+from scenefit.engines.digits import digit_engine
 from scenefit.engines.street import StreetEngine
 from scenefit.fitting.look import (
     look_codes,
@@ -14,6 +20,7 @@ from scenefit.fitting.look import (
     look_search_parts,
     make_look_term,
 )
+from scenefit.fitting.look_refine import engine_look_parts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 needs_gl = pytest.mark.skipif(not gl_ok(), reason="no headless OpenGL (EGL) context available")
@@ -57,3 +64,39 @@ def test_the_parts_search_is_the_full_render_search_with_one_render_per_start(st
     others = [c for c in street.space.look if c not in cols]
     assert torch.equal(got[..., others], starts[..., others])
     assert len(set(map(tuple, got[..., cols].reshape(-1, len(cols)).tolist()))) > 1  # not one code for all
+
+
+# -- a resized engine ----------------------------------------------------------------------------------------------
+
+
+@needs_gl
+def test_a_resized_engine_develops_its_own_images(street):
+    """A street camera wrapped in the generic resize (the street resizes natively, so only an explicit wrap takes
+    this path): develop then resize equals the resized render, measured max difference 0."""
+    small = ResizedEngine(street, 24, 80)
+    rows = street.space.sample_uniform(4, torch.Generator().manual_seed(6))
+    seeds = torch.arange(4) * 3 + 1
+    frames, develop = small.render_look_parts(rows, seeds)
+    assert frames.shape == (4, 3, 48, 160)  # the inner engine's frames
+    assert torch.equal(frames, street.render_look_parts(rows, seeds)[0])
+    look = list(street.space.look)
+    want = small.render_seeded(rows, seeds)["image"]
+    got = develop(rows[:, look], frames)
+    assert got.shape == want.shape == (4, 3, 24, 80)
+    assert torch.equal(got, want)  # the same 8-bit values, area-resized alike
+    cam = rows[:, look].clone().requires_grad_(True)
+    develop(cam, frames).mean().backward()
+    assert torch.isfinite(cam.grad).all() and (cam.grad[:, 0] > 0).all()  # brighter with exposure, through the resize
+    assert engine_look_parts(small, 5, "codebook-verify") is not None
+    again = pickle.loads(pickle.dumps(small))  # engines travel to workers
+    assert torch.equal(getattr(again, LOOK_PARTS)(rows, seeds)[1](rows[:, look], frames), want)
+    again.close()
+
+
+def test_a_resized_engine_without_a_look_stage_offers_none():
+    small = digit_engine(canvas=32).resized(16, 16)
+    assert isinstance(small, ResizedEngine) and not hasattr(small, LOOK_PARTS)
+    with pytest.raises(ValueError, match="^" + re.escape(
+            "fit.codebook.look_steps 5: engine 'digits' has no render_look_parts (the optional look stage of "
+            "scenefit.engines.base), so its looks cannot be refined through it; set fit.codebook.look_steps 0") + "$"):
+        engine_look_parts(small, 5, "codebook-verify")

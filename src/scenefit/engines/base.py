@@ -194,7 +194,12 @@ class Engine(ABC):
 
 
 class ResizedEngine(Engine):
-    """``inner`` rendered at its own size, then resized to ``height`` × ``width`` (images by area, masks by nearest)."""
+    """``inner`` rendered at its own size, then resized to ``height`` × ``width`` (images by area, masks by nearest).
+
+    Where ``inner`` has the optional look stage (``render_look_parts``, module doc), so does this engine: the frames
+    are ``inner``'s, at its own size, and ``develop`` is ``inner``'s followed by the images' resize (differentiable),
+    so it gives this engine's images. Where ``inner`` has none, neither has this engine.
+    """
 
     def __init__(self, inner: Engine, height: int, width: int) -> None:
         if height < 1 or width < 1:
@@ -203,13 +208,29 @@ class ResizedEngine(Engine):
         self.name, self.differentiable, self.label_kind = inner.name, inner.differentiable, inner.label_kind
         self.labels, self.space, self.channels = inner.labels, inner.space, inner.channels
         self.height, self.width, self.spec = height, width, inner.spec
+        if hasattr(inner, LOOK_PARTS):  # the method is optional: offered only when there is a look stage to pass on
+            setattr(self, LOOK_PARTS, self._render_look_parts)
+
+    def _resize_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H_inner, W_inner) -> (B, C, height, width) by area, differentiable."""
+        return F.interpolate(images, size=(self.height, self.width), mode="area")
 
     def render_seeded(self, attrs: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
         out = dict(self.inner.render_seeded(attrs, seeds))
-        out["image"] = F.interpolate(out["image"], size=(self.height, self.width), mode="area")
+        out["image"] = self._resize_images(out["image"])
         if out["label"].dim() == 3:
             out["label"] = F.interpolate(out["label"][:, None].float(), size=(self.height, self.width), mode="nearest")[:, 0].long()
         return out
+
+    def _render_look_parts(self, attrs: torch.Tensor, seeds: torch.Tensor) -> tuple[torch.Tensor, Develop]:
+        """``render_look_parts`` (module doc) when ``inner`` has it: ``inner``'s frames (B, C, H_inner, W_inner) and
+        ``develop(look (B, L), frames) -> images (B, C, height, width)``, ``inner``'s develop then the images' resize."""
+        frames, develop = getattr(self.inner, LOOK_PARTS)(attrs, seeds)
+
+        def develop_resized(look: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+            return self._resize_images(develop(look, frames))
+
+        return frames, develop_resized
 
     def sample_initial(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.inner.sample_initial(n, generator)
