@@ -185,6 +185,16 @@ class StreetEngine(Engine):
         rngs = [np.random.default_rng(int(seed)) for seed in seeds.tolist()]
         return layout_scenes(rows, self.space.names, rngs, self.focal_px, self.height, self.width, self.config.layout)
 
+    def _frames(self, attrs: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The rasterized frames (before the camera) of :meth:`render_scenes`, on the CPU; empty batches are only
+        checked against the space."""
+        if attrs.shape[0] == 0:
+            self.space.check(attrs)
+            h, w = self.height, self.width
+            return {"image": torch.zeros(0, 3, h, w), "label": torch.zeros(0, h, w, dtype=torch.int64),
+                    "label_id": torch.zeros(0, h, w, dtype=torch.int64)}
+        return self.render_scenes(self.scenes(attrs, seeds))
+
     def render_seeded(self, attrs: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
         """Render attribute rows ``attrs`` (B, D) in natural units (D = 20, or 30 with the camera); row i depends only
         on (attrs[i], seeds[i]).
@@ -197,15 +207,9 @@ class StreetEngine(Engine):
             ``"label_id"``: (B, H, W) int64 Cityscapes ids;
             ``"seed"``: (B,) int64 per-image layout seeds.
         """
-        if attrs.shape[0] == 0:
-            self.space.check(attrs)
-            h, w = self.height, self.width
-            out = {"image": torch.zeros(0, 3, h, w), "label": torch.zeros(0, h, w, dtype=torch.int64),
-                   "label_id": torch.zeros(0, h, w, dtype=torch.int64)}
-        else:
-            out = self.render_scenes(self.scenes(attrs, seeds))
-            if self.config.camera:
-                out["image"] = apply_camera(out["image"], attrs[:, len(STREET_ATTRIBUTES):].detach().cpu(), seeds.cpu())
+        out = self._frames(attrs, seeds)
+        if self.config.camera and attrs.shape[0]:
+            out["image"] = apply_camera(out["image"], attrs[:, len(STREET_ATTRIBUTES):].detach().cpu(), seeds.cpu())
         out["seed"] = seeds.clone().to(torch.int64)
         return {k: v.to(attrs.device) for k, v in out.items()}
 
@@ -219,12 +223,7 @@ class StreetEngine(Engine):
         in the forward pass to :meth:`render_seeded`'s images of the same rows and seeds. Without the camera the
         space has no look column: ``look`` is (B, 0) and ``develop`` returns the frames. All on ``attrs.device``.
         """
-        if attrs.shape[0] == 0:
-            self.space.check(attrs)
-            frames = torch.zeros(0, 3, self.height, self.width)
-        else:
-            frames = self.render_scenes(self.scenes(attrs, seeds))["image"]
-        frames = frames.to(attrs.device)
+        frames = self._frames(attrs, seeds)["image"].to(attrs.device)
         noise: list[torch.Tensor] = []  # drawn once, on the first call: develop runs every step of a refinement
         row_seeds = seeds.detach().cpu().clone()
 

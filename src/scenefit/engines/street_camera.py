@@ -92,14 +92,9 @@ def apply_camera(images: torch.Tensor, camera: torch.Tensor, seeds: torch.Tensor
         return images
     idx = active.nonzero()[:, 0]
     out = images.clone()
-    out[idx] = _develop(images[idx].float(), camera[idx].float().to(images.device), seeds[idx.cpu()]).to(images.dtype)
+    noise = camera_noise(seeds[idx.cpu()], *images.shape[-2:])
+    out[idx] = develop_camera(images[idx], camera[idx].to(images.device), noise).detach().to(images.dtype)
     return out
-
-
-def _develop(x: torch.Tensor, cam: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
-    """The chain of :func:`apply_camera` on rows that all have a camera (B, 3, H, W) float32."""
-    h, w = x.shape[-2:]
-    return (_chain(x, cam, camera_noise(seeds, h, w).to(x.device)).clamp(0, 1) * 255).round() / 255
 
 
 def camera_noise(seeds: torch.Tensor, height: int, width: int) -> torch.Tensor:
