@@ -116,26 +116,34 @@ class AttributeEncoder(nn.Module):
 
 
 @torch.no_grad()
-def encoder_starts(enc: AttributeEncoder, images: torch.Tensor, top: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidate starts from E's top modes.
+def encoder_outputs(enc: AttributeEncoder, images: torch.Tensor, batch: int = 1024, device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """E's head outputs for ``images`` (N, C, H, W), read in batches of ``batch`` on ``device``; per attribute (on the
+    CPU): logits (N, n) for categorical and periodic attributes, a unit value (N,) otherwise."""
+    enc.eval()
+    parts = [enc(images[i : i + batch].to(device)) for i in range(0, images.shape[0], batch)]
+    return [torch.cat([p[k] for p in parts]).cpu() for k in range(len(enc.sizes))]
+
+
+def starts_from_outputs(space: AttributeSpace, bins: int, outs: list[torch.Tensor], top: dict[str, int],
+                        log_prior: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate starts from E's head outputs ``outs`` (as :func:`encoder_outputs`).
 
     Args:
-        images: (N, C, H, W) targets.
-        top: how many modes to take per categorical/periodic attribute name
-            (missing names: 1). Candidates are the Cartesian product.
+        top: how many modes to take per categorical/periodic attribute name (missing names: 1). Candidates are
+            the Cartesian product.
+        log_prior: per attribute name, (N, n) log prior added to E's log-probabilities before the modes are taken
+            (:mod:`scenefit.fitting.prior`); an angle within its chosen bin still comes from E's own probabilities.
     Returns:
-        starts (N, M, D) natural units and their E log-probability (N, M).
+        starts (N, M, D) natural units and their log-probability (N, M), prior included.
     """
-    enc.eval()
-    outs = enc(images)
-    space, bins = enc.space, enc.cfg.bins
-    n = images.shape[0]
+    n = outs[0].shape[0]
     choices: list[list[tuple[torch.Tensor, torch.Tensor]]] = []  # per attribute: list of (value (N,), logp (N,))
     for a, o in zip(space, outs):
         if o.ndim == 1:
             choices.append([(a.low + o * a.span, torch.zeros(n, device=o.device))])
             continue
-        logp = F.log_softmax(o, dim=1)
+        own = F.log_softmax(o, dim=1)
+        logp = own + log_prior[a.name].to(own) if log_prior and a.name in log_prior else own
         k = min(top.get(a.name, 1), o.shape[1])
         idx = logp.topk(k, dim=1).indices  # (N, k)
         opts = []
@@ -144,9 +152,9 @@ def encoder_starts(enc: AttributeEncoder, images: torch.Tensor, top: dict[str, i
             if a.categorical:
                 opts.append((b.float(), logp.gather(1, b[:, None])[:, 0]))
             else:
-                # circular mean of the top bin and its two neighbours, for sub-bin precision
+                # circular mean of the top bin and its two neighbours under E, for sub-bin precision
                 nb = torch.stack([(b - 1) % bins, b, (b + 1) % bins], dim=1)  # (N, 3)
-                w = logp.gather(1, nb).exp()
+                w = own.gather(1, nb).exp()
                 ang = (nb.float() + 0.5) / bins * 2 * math.pi
                 phase = torch.atan2((w * ang.sin()).sum(1), (w * ang.cos()).sum(1)) % (2 * math.pi)
                 opts.append((a.low + phase / (2 * math.pi) * a.span, logp.gather(1, b[:, None])[:, 0]))
@@ -156,6 +164,14 @@ def encoder_starts(enc: AttributeEncoder, images: torch.Tensor, top: dict[str, i
     logp = torch.stack([sum(lp for _, lp in c) for c in combos], dim=1)  # (N, M)
     starts = space.clamp(starts.reshape(-1, space.dim)).reshape(n, len(combos), space.dim)
     return starts, logp
+
+
+@torch.no_grad()
+def encoder_starts(enc: AttributeEncoder, images: torch.Tensor, top: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate starts from E's top modes for ``images`` (N, C, H, W): :func:`starts_from_outputs` of E's outputs.
+    Returns starts (N, M, D) natural units and their E log-probability (N, M)."""
+    enc.eval()
+    return starts_from_outputs(enc.space, enc.cfg.bins, enc(images), top)
 
 
 def train_encoder(

@@ -120,6 +120,15 @@ def _continuous(space, names, field: str) -> None:
             raise ConfigError(f"{field}: '{n}' is categorical; only continuous attributes can be listed here")
 
 
+def _prior(space, cfg: RunConfig) -> None:
+    """``fit.amortized.prior_given``: bounded continuous attributes of the engine only."""
+    am = cfg.fit.amortized
+    _continuous(space, am.prior_given, "fit.amortized.prior_given")
+    for n in am.prior_given:
+        if space[n].periodic:
+            raise ConfigError(f"fit.amortized.prior_given: '{n}' is periodic; the prior is conditioned on bounded continuous attributes only")
+
+
 def resolve(cfg: RunConfig, labeled_targets: bool = True) -> Resolved:
     """Check ``cfg`` as a whole (module doc) and return what it names; raises :class:`ConfigError` naming the field.
 
@@ -177,6 +186,7 @@ def resolve(cfg: RunConfig, labeled_targets: bool = True) -> Resolved:
     _continuous(space, cfg.fit.calibrate.attributes, "fit.calibrate.attributes")
     for name in ("metasim", "attribute_descent", "sdr"):
         _continuous(space, getattr(cfg.baselines, name).attributes, f"baselines.{name}.attributes")
+    _prior(space, cfg)
     if not res.free:
         raise ConfigError(f"the engine has no continuous attribute to fit ({list(space.names)})")
     if space.look and cfg.fit.method == "amortized" and cfg.encoder.augment != "none":

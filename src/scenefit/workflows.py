@@ -143,6 +143,10 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
     try:
         found = find_targets(targets, glob)
         files, names = list(found.files), list(found.names)
+        if cfg.fit.amortized.prior_iters and len(files) > shard_size:
+            raise ConfigError(f"fit.amortized.prior_iters weighs E's readings by a prior estimated from all targets at once; "
+                              f"{targets} holds {len(files)} targets and --shard-size is {shard_size}: use --shard-size "
+                              f"{len(files)} or more (one shard), or scenefit run")
         if found.rule:
             log(f"[scenefit] {found.rule}")
         store = model_store(models)

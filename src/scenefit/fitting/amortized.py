@@ -6,6 +6,9 @@ steps (the default) nothing goes through G: every start is rendered by the engin
 target, shared by its starts) and the start with the lowest content loss of R's render is kept, so G need not be
 trained at all. E proposes look attributes (:mod:`scenefit.fitting.look`) like any other, from the engine's own
 look variation; with them the loss adds the look term.
+
+With ``fit.amortized.prior_iters`` > 0 E's readings of categorical and periodic attributes are weighted by the
+targets' population prior (:mod:`scenefit.fitting.prior`) before the modes are taken: it needs all targets at once.
 """
 
 from __future__ import annotations
@@ -14,10 +17,22 @@ import time
 
 import torch
 
-from scenefit.encoder import encoder_starts
+from scenefit.attributes import AttributeSpace
+from scenefit.encoder import encoder_outputs, starts_from_outputs
 from scenefit.fitting.base import FitInputs, FitResult, fit_candidates
 from scenefit.fitting.codebook import verify_with_engine
-from scenefit.fitting.config import FitConfig
+from scenefit.fitting.config import AmortizedConfig, FitConfig
+from scenefit.fitting.prior import population_log_prior
+
+
+def population_priors(space: AttributeSpace, outs: list[torch.Tensor], cfg: AmortizedConfig) -> dict[str, torch.Tensor] | None:
+    """Per categorical or periodic attribute name, each target's log prior (N, n) from E's outputs ``outs`` of all N
+    targets (:func:`scenefit.fitting.prior.population_log_prior`); None when ``cfg.prior_iters`` is 0."""
+    if not cfg.prior_iters:
+        return None
+    given = torch.stack([outs[space.index(name)] for name in cfg.prior_given], 1) if cfg.prior_given else None
+    return {a.name: population_log_prior(torch.log_softmax(o, 1), cfg.prior_iters, given, cfg.prior_bandwidth)
+            for a, o in zip(space, outs) if o.ndim == 2}
 
 
 def fit_amortized(inputs: FitInputs, cfg: FitConfig, batch: int = 1024) -> FitResult:
@@ -27,8 +42,13 @@ def fit_amortized(inputs: FitInputs, cfg: FitConfig, batch: int = 1024) -> FitRe
     enc = inputs.need("encoder", "amortized")
     images = inputs.need("target_images", "amortized")
     top = {a.name: (cfg.amortized.top_classes if a.categorical else cfg.amortized.top_angles) for a in inputs.space}
-    starts = torch.cat([encoder_starts(enc, images[i : i + batch].to(inputs.device), top)[0].cpu()
-                        for i in range(0, images.shape[0], batch)])
+    outs = encoder_outputs(enc, images, batch, inputs.device)
+    priors = population_priors(inputs.space, outs, cfg.amortized)
+    starts = starts_from_outputs(inputs.space, enc.cfg.bins, outs, top, priors)[0]
+    info: dict = {}
+    if priors is not None:  # the share of targets whose first start the prior moved
+        alone = starts_from_outputs(inputs.space, enc.cfg.bins, outs, top)[0]
+        info["prior_changed"] = (alone[:, 0] != starts[:, 0]).any(1).float().mean().item()
     fixed = [i for i in inputs.space.continuous if i not in inputs.free]
     if fixed:
         starts[:, :, fixed] = inputs.centre[fixed]
@@ -37,6 +57,7 @@ def fit_amortized(inputs: FitInputs, cfg: FitConfig, batch: int = 1024) -> FitRe
         res = fit_candidates(G, inputs.features, inputs.space, inputs.target_features, starts, inputs.free, cfg.steps, cfg.lr,
                              cfg.optimizer, cfg.chunk, None, inputs.progress, "fit (amortized)", inputs.look)
         res.seconds = time.time() - t0
+        res.info.update(info)
         return res
     engine = inputs.need("engine", "amortized")
     losses = verify_with_engine(engine, inputs.features, inputs.target_features, starts, 1, inputs.seed, inputs.target_index(),
@@ -44,4 +65,4 @@ def fit_amortized(inputs: FitInputs, cfg: FitConfig, batch: int = 1024) -> FitRe
     n = starts.shape[0]
     best = losses.argmin(1)
     return FitResult(starts[torch.arange(n), best], losses[torch.arange(n), best], best, losses, starts, time.time() - t0,
-                     {"loss": "engine"})
+                     {"loss": "engine", **info})

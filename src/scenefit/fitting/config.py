@@ -111,15 +111,30 @@ class VerifyConfig:
 
 @dataclass(frozen=True)
 class AmortizedConfig:
-    """``amortized``: starts from the encoder E's top ``top_classes`` (categorical) × ``top_angles`` (periodic) modes."""
+    """``amortized``: starts from the encoder E's top ``top_classes`` (categorical) × ``top_angles`` (periodic) modes.
+
+    prior_iters: with > 0, E's categorical and periodic readings are weighted by the population prior
+    (:mod:`scenefit.fitting.prior`), estimated from all targets by that many EM iterations; 0 (default) reads each
+    target alone. prior_given: bounded continuous attributes the prior is conditioned on (E's readings of them,
+    Gaussian kernel of ``prior_bandwidth`` in unit-cube units); empty: one prior for all targets.
+    """
 
     top_classes: int = 1
     top_angles: int = 1
+    prior_iters: int = 0
+    prior_given: tuple[str, ...] = ()
+    prior_bandwidth: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("top_classes", "top_angles"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"fit.amortized.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.prior_iters <= 1000:
+            raise ValueError(f"fit.amortized.prior_iters must be in [0, 1000], got {self.prior_iters}")
+        if not (math.isfinite(self.prior_bandwidth) and self.prior_bandwidth > 0):
+            raise ValueError(f"fit.amortized.prior_bandwidth must be a finite number > 0, got {self.prior_bandwidth}")
+        if self.prior_given and not self.prior_iters:
+            raise ValueError(f"fit.amortized.prior_given {list(self.prior_given)} needs fit.amortized.prior_iters > 0")
 
 
 @dataclass(frozen=True)
@@ -183,6 +198,9 @@ class FitConfig:
             raise ValueError(f"fit.lr must be a finite number > 0, got {self.lr}")
         if not (math.isfinite(self.look_weight) and self.look_weight >= 0):
             raise ValueError(f"fit.look_weight must be a finite number >= 0, got {self.look_weight}")
+        if self.amortized.prior_iters and self.method != "amortized":
+            raise ValueError(f"fit.amortized.prior_iters weighs the encoder E's readings: it needs fit.method amortized, "
+                             f"got '{self.method}'")
         if self.method != "plain":
             if self.plain.selects:
                 raise ValueError(f"fit.plain.select_lrs and fit.plain.select_steps choose the learning rate of fit.method "
