@@ -10,7 +10,8 @@ k × n_targets initial scenes; every row trains the same recipe, so at each k on
 depend on k. F, G and E live in one model store, ``OUT/models`` (F is retrained per k, its set's size being part of
 its key). Also prints the held-out log-likelihood of the density ``scenefit fit --sample`` would draw from
 (:mod:`scenefit.amplify`; nats per row over uniform, 20% of the fitted rows held out). Writes ``OUT/amplify.json``,
-``OUT/amplify.md`` and ``OUT/amplify.png``; reruns resume finished stages.
+``OUT/amplify.md`` and ``OUT/amplify.png``; reruns resume finished stages. ``--set KEY=VALUE`` (repeatable) overrides
+the config of every setting, as ``scenefit experiment mnist --set`` does (e.g. ``fit.amortized.prior_iters=20``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from scenefit.amplify import held_out_log_likelihood  # noqa: E402
-from scenefit.configio import merge  # noqa: E402
+from scenefit.configio import merge, overrides_from_strings  # noqa: E402
 from scenefit.evaluate import save_figure  # noqa: E402
 from scenefit.experiments.mnist import setting_config  # noqa: E402
 from scenefit.io import atomic_write_text, write_json  # noqa: E402
@@ -37,9 +38,10 @@ from scenefit.runs import ModelStore, claim  # noqa: E402
 ROWS = ("initial", "ours", "oracle")
 
 
-def run_size(setting: str, scale: str, k: int, seed: int, out: Path, store: ModelStore, progress: bool) -> dict:
+def run_size(setting: str, scale: str, k: int, seed: int, out: Path, store: ModelStore, progress: bool,
+             overrides: dict | None = None) -> dict:
     """Initial, ours and oracle accuracy (%) of ``setting`` at ``k`` renders per target; resumes ``out``."""
-    cfg = merge(setting_config(setting, scale, seed), {"export": {"per_target": k}})
+    cfg = merge(setting_config(setting, scale, seed, overrides=overrides), {"export": {"per_target": k}})
     res = resolve(cfg)
     try:
         claim(out, "run")
@@ -79,22 +81,24 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every setting (repeatable)")
     args = p.parse_args()
+    overrides = overrides_from_strings(args.set) if args.set else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     store = ModelStore(out / "models")
     sizes = [int(k) for k in args.sizes.split(",")]
-    print(f"torch threads {torch.get_num_threads()}, scale {args.scale}, seed {args.seed}", flush=True)
+    print(f"torch threads {torch.get_num_threads()}, scale {args.scale}, seed {args.seed}, overrides {args.set}", flush=True)
     results: dict[str, dict[str, dict]] = {}
     for setting in args.settings.split(","):
         for k in sizes:
             t0 = time.time()
-            row = run_size(setting, args.scale, k, args.seed, out / setting / f"x{k}", store, args.progress)
+            row = run_size(setting, args.scale, k, args.seed, out / setting / f"x{k}", store, args.progress, overrides)
             results.setdefault(setting, {})[str(k)] = row
             ll = f"; density held-out LL {row['density_held_out_ll']:.2f} nats/row" if "density_held_out_ll" in row else ""
             print(f"{setting} {k}x ({row['images']} images): initial {row['initial']:.1f}  ours {row['ours']:.1f}  "
                   f"oracle {row['oracle']:.1f}  ({time.time() - t0:.0f} s){ll}", flush=True)
-    write_json(out / "amplify.json", {"scale": args.scale, "seed": args.seed, "results": results})
+    write_json(out / "amplify.json", {"scale": args.scale, "seed": args.seed, "overrides": args.set, "results": results})
     lines = ["| setting | size | images | initial | ours | oracle | ours − oracle |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for setting, rows in results.items():
         for k, r in rows.items():
