@@ -102,21 +102,165 @@ def test_prior_with_another_method_and_bad_names_are_refused(tmp_path):
             resolve(cfg)
 
 
-def test_scenefit_fit_refuses_a_prior_over_several_shards(tmp_path):
+# ----------------------------------------------------------------------------------------- streamed scenefit fit
+SETS = ["setting.n_targets=40", "setting.n_test=40", "task.epochs=1", "encoder.steps=300", "encoder.batch_size=32",
+        "encoder.augment=none"]  # the smallest E whose readings differ between targets (20 steps read all alike)
+N = 10  # targets: shards of 2 and 5, and one shard
+
+
+def _cfg(*extra: str):
+    from scenefit.configio import load_config, overrides_from_strings
+
+    return load_config("rot-g2", overrides_from_strings([*SETS, *extra]))
+
+
+@pytest.fixture(scope="module")
+def streamed(tmp_path_factory, one_thread):
+    """A model store with F and E (``base``) and a folder ``tg`` of N digit renders, half near 45°, half near -135°."""
+    import numpy as np
     from PIL import Image
 
-    from scenefit.configio import load_config
+    from scenefit.data import render_rows
+    from scenefit.resolve import resolve
+    from scenefit.workflows import train_models
+
+    root = tmp_path_factory.mktemp("prior-shards")
+    train_models(_cfg(), root / "base", stages=("task", "encoder"), progress=False, log=lambda m: None)
+    res = resolve(_cfg(), labeled_targets=False)
+    g = torch.Generator().manual_seed(0)
+    rows = torch.stack([torch.where(torch.rand(N, generator=g) < 0.5, 45.0, -135.0) + 10 * torch.randn(N, generator=g),
+                        torch.randint(0, 10, (N,), generator=g).float()], 1)
+    images = render_rows(res.engine, rows, torch.arange(N))["image"]
+    res.close()
+    (root / "tg").mkdir()
+    for i in range(N):
+        Image.fromarray((images[i, 0].numpy() * 255).round().astype(np.uint8)).save(root / "tg" / f"d{i:03d}.png")
+    return root
+
+
+def _fit(root, name: str, shard_size: int, *extra: str, **kw) -> tuple[dict, list[str]]:
+    """``fit_folder`` of ``root / "tg"`` into ``root / name``; returns ``fitted.parquet``'s columns and the log."""
+    import pyarrow.parquet as pq
+
     from scenefit.workflows import fit_folder
 
-    (tmp_path / "targets").mkdir()
-    for i in range(3):
-        Image.new("L", (64, 64)).save(tmp_path / "targets" / f"{i}.png")
-    cfg = load_config("trans-g4", {"fit": {"amortized": {"prior_iters": 5}}})
-    msg = (f"fit.amortized.prior_iters weighs E's readings by a prior estimated from all targets at once; {tmp_path / 'targets'} "
-           f"holds 3 targets and --shard-size is 2: use --shard-size 3 or more (one shard), or scenefit run")
-    with pytest.raises(ConfigError, match=re.escape(msg)):
-        fit_folder(cfg, tmp_path / "targets", tmp_path / "out", shard_size=2, progress=False, log=lambda m: None)
-    assert not (tmp_path / "out").exists()
+    logs: list[str] = []
+    fit_folder(_cfg(*extra), root / "tg", root / name, root / "base", progress=False, log=logs.append, shard_size=shard_size,
+               threads=1, **kw)
+    return pq.read_table(root / name / "fitted.parquet").to_pydict(), logs
+
+
+def _readings(root, iters: int, first: int = 0, n: int = N):
+    """E's outputs of targets ``first`` .. ``first + n`` of ``root / "tg"`` and their population priors among themselves."""
+    from scenefit.fitting.amortized import population_priors
+    from scenefit.models import Models
+    from scenefit.resolve import resolve
+    from scenefit.shardprior import encoder_readings
+    from scenefit.workflows import model_store
+
+    res = resolve(_cfg(f"fit.amortized.prior_iters={iters}"), labeled_targets=False)
+    try:
+        models = Models(res, model_store(root / "base"), False, lambda m: None, allowed=set())
+        outs = encoder_readings(res, models, sorted((root / "tg").glob("*.png"))[first : first + n])
+        return res.engine.space, outs, population_priors(res.engine.space, outs, res.cfg.fit.amortized)
+    finally:
+        res.close()
+
+
+def test_scenefit_fit_with_the_prior_gives_one_fits_rows_over_any_shards(streamed):
+    from scenefit.shardprior import moved
+
+    one, logs = _fit(streamed, "prior-one", N, "fit.amortized.prior_iters=1")
+    assert "[scenefit] population prior over 10 targets: it moves the first start of 70.0% of them" in logs
+    for size in (2, 5):
+        rows, _ = _fit(streamed, f"prior-{size}", size, "fit.amortized.prior_iters=1")
+        assert rows["target"] == one["target"] and rows["digit"] == one["digit"] and rows["candidate"] == [0] * N
+        # E's logits differ by float rounding between batch sizes (as without the prior: tests/test_shards.py)
+        assert rows["rotation"] == pytest.approx(one["rotation"], abs=1e-4)
+        assert rows["fit_loss"] == pytest.approx(one["fit_loss"], abs=1e-5)
+    # the test has teeth: a prior estimated within shards of 2 (what each shard would do alone) moves other targets
+    space, outs, global_ = _readings(streamed, 1)
+    local = [moved(*_readings(streamed, 1, lo, 2)).tolist() for lo in range(0, N, 2)]
+    assert moved(space, outs, global_).tolist() != sum(local, [])
+
+
+def test_ray_with_the_prior_gives_the_local_dataset_to_the_byte(streamed):
+    pytest.importorskip("ray")
+
+    def tree(folder):
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+                if p.is_file() and p.name not in ("manifest.json", ".scenefit")}
+
+    _fit(streamed, "prior-local-3", 3, "fit.amortized.prior_iters=1")
+    _fit(streamed, "prior-ray-3", 3, "fit.amortized.prior_iters=1", backend="ray", workers=2)
+    assert tree(streamed / "prior-ray-3") == tree(streamed / "prior-local-3")
+
+
+def test_the_prior_changes_exactly_the_rows_whose_first_start_it_moves(streamed):
+    from scenefit.io import read_json
+    from scenefit.shardprior import PRIORS, moved
+
+    plain, logs = _fit(streamed, "plain-5", 5)
+    assert not any("population prior" in m for m in logs)
+    prior, _ = _fit(streamed, "prior-5b", 5, "fit.amortized.prior_iters=1")
+    space, outs, priors = _readings(streamed, 1)
+    changed = moved(space, outs, priors).tolist()
+    assert changed == [True, False, True, True, False, False, True, True, True, True]
+    for a, o in zip(space, outs):  # one start per target, so a row's value of an attribute moves iff its top bin does
+        own = torch.log_softmax(o, 1)
+        top = ((own + priors[a.name]).argmax(1) != own.argmax(1)).tolist()
+        assert [p != q for p, q in zip(prior[a.name], plain[a.name])] == top, a.name
+    assert [p != q for p, q in zip(prior["fit_loss"], plain["fit_loss"])] == changed  # the loss of R's render of that row
+    fit = read_json(streamed / "prior-5b" / "manifest.json")["fit"]
+    assert fit["prior"] == {"iters": 1, "given": [], "targets": N, "changed": pytest.approx(0.7)}
+    assert "prior" not in read_json(streamed / "plain-5" / "manifest.json")["fit"]
+    assert not (streamed / "prior-5b" / PRIORS).exists() and not (streamed / ".prior-5b.shards").exists()
+
+
+def test_a_resumed_fit_reads_the_prior_back_and_another_job_estimates_its_own(streamed):
+    from scenefit.io import read_json
+    from scenefit.shardprior import PRIORS, shard_priors
+
+    def stop(record, actors):
+        raise KeyboardInterrupt  # Ctrl-C after the first shard
+
+    work = streamed / ".resumed.shards"
+    with pytest.raises(KeyboardInterrupt):
+        _fit(streamed, "resumed", 2, "fit.amortized.prior_iters=1", on_done=stop)
+    key = read_json(work / "job.json")["key"]
+    rows = shard_priors(work, key, 2, 3)  # the second shard's rows and one more
+    _, _, global_ = _readings(streamed, 1)
+    assert {k: v.shape for k, v in rows.items()} == {"rotation": (3, 36), "digit": (3, 10)}
+    assert all(torch.equal(rows[k], global_[k][2:5]) for k in rows)
+    with pytest.raises(ValueError, match=re.escape("holds 10 targets; a shard asks for rows 8 to 11")):
+        shard_priors(work, key, 8, 3)
+    with pytest.raises(ValueError, match=re.escape("the population prior of this job (key other) is missing")):
+        shard_priors(work, "other", 0, 2)
+    resumed, logs = _fit(streamed, "resumed", 2, "fit.amortized.prior_iters=1")
+    assert f"[scenefit] {streamed / 'resumed'}: resuming, 1 of 5 shards are done" in logs
+    assert not any("population prior over" in m for m in logs)  # read back, not estimated again
+    assert not work.exists() and not (streamed / "resumed" / PRIORS).exists()
+    one, _ = _fit(streamed, "resumed-one", N, "fit.amortized.prior_iters=1")
+    assert resumed["digit"] == one["digit"] and resumed["rotation"] == pytest.approx(one["rotation"], abs=1e-4)
+    # another job (more EM iterations) in an interrupted job's work folder starts afresh and estimates its own prior
+    with pytest.raises(KeyboardInterrupt):
+        _fit(streamed, "other", 5, "fit.amortized.prior_iters=1", on_done=stop)
+    assert (streamed / ".other.shards" / PRIORS).is_file()
+    other, logs = _fit(streamed, "other", 5, "fit.amortized.prior_iters=5")
+    assert not any("resuming" in m for m in logs)
+    assert "[scenefit] population prior over 10 targets: it moves the first start of 80.0% of them" in logs
+
+
+def test_a_given_prior_of_the_wrong_shape_is_refused():
+    from scenefit.fitting.amortized import checked_priors
+
+    space = AttributeSpace([Attribute("rotation", -180.0, 180.0, periodic=True), Attribute("tx", 0.0, 1.0)])
+    outs = [torch.zeros(4, 36), torch.zeros(4)]
+    ok = {"rotation": torch.zeros(4, 36)}
+    assert checked_priors(space, outs, ok) is ok
+    with pytest.raises(ValueError, match=re.escape("the given population prior has shapes {'rotation': (3, 36)}; E's "
+                                                   "categorical and periodic heads here have {'rotation': (4, 36)}")):
+        checked_priors(space, outs, {"rotation": torch.zeros(3, 36)})
 
 
 def test_fit_keys_are_unchanged_without_the_prior(tmp_path):

@@ -241,14 +241,14 @@ def load_model_for_engine(path: str | Path, kind: str, identity: dict, build, de
     return model.to(device).eval()
 
 
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Atomically write named tensors as one safetensors file."""
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Atomically write named tensors as one safetensors file, with the string pairs ``metadata`` in its header."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata)
         follow_umask(tmp)
         os.replace(tmp, path)
     except BaseException:

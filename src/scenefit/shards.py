@@ -7,6 +7,8 @@ rows and fitted rows (``shards/<k>.parquet``, ``shards/<k>.fit.parquet``) and, l
 finished: a rerun after a crash (or a retried worker) skips it, and a shard cut short is simply written again
 under the same names, so every target ends up in the dataset exactly once. The same shard boundaries give the
 same fitted rows and the same PNG bytes on any backend (:mod:`scenefit.backends`) and any number of workers.
+With the population prior (``fit.amortized.prior_iters`` > 0) each shard reads its rows of the prior estimated over
+all targets before the shards (:mod:`scenefit.shardprior`), so its fitted rows do not depend on the shard size either.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from scenefit.io import read_json, write_json, write_parquet
 from scenefit.models import Models
 from scenefit.resolve import resolve
 from scenefit.runs import ModelStore, key_of
+from scenefit.shardprior import shard_priors, uses_priors
 
 SHARDS = "shards"
 
@@ -86,9 +89,12 @@ class ShardWorker:
         config: the resolved config as plain data (``RunConfig.to_dict()``).
         store: model store folder holding every network the fit needs.
         folder: the dataset's work folder. rows_width: digits of the row file names. threads: torch threads, or None.
+        prior_key: with the population prior, the job key its file in ``folder`` was written with
+            (:func:`scenefit.shardprior.ensure_priors`); required then, unused otherwise.
     """
 
-    def __init__(self, config: dict, store: str, folder: str, rows_width: int = 6, threads: int | None = None) -> None:
+    def __init__(self, config: dict, store: str, folder: str, rows_width: int = 6, threads: int | None = None,
+                 prior_key: str | None = None) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
         self.res = resolve(config_from_dict(config), labeled_targets=False)
@@ -97,6 +103,10 @@ class ShardWorker:
         for stage in self.models.needed():
             self.models.get(stage)
         self.folder, self.width = Path(folder), rows_width
+        self.prior_key = prior_key if uses_priors(self.res) else None
+        if uses_priors(self.res) and prior_key is None:
+            raise ValueError("fit.amortized.prior_iters > 0: a shard worker needs the key of the population prior "
+                             "written over all targets before the shards (scenefit.shardprior.ensure_priors)")
 
     def pid(self) -> int:
         """The worker's process id (tests kill it)."""
@@ -111,7 +121,8 @@ class ShardWorker:
         e, reps = self.res.engine, self.cfg.export.per_target
         images, changed = load_images([Path(f) for f in shard.files], e.channels, e.height, e.width)
         t_read = time.time()
-        result, _ = fit_images(self.res, self.models, images, first_target=shard.first)
+        prior = shard_priors(self.folder, self.prior_key, shard.first, len(shard.files)) if self.prior_key else None
+        result, _ = fit_images(self.res, self.models, images, first_target=shard.first, log_prior=prior)
         t_fit = time.time()
         rows, seeds = rendered_rows(result.attrs, reps, self.cfg.seed, shard.first)
         out = render_rows(e, rows, seeds)

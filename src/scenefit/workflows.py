@@ -120,12 +120,18 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
     with ``retrain``). ``out`` may not be, hold or lie inside ``targets`` or ``models``. The work goes to
     ``.<out>.shards`` beside ``out``; an interrupted call resumes from its finished shards; the folder becomes ``out``
     when every shard is done. ``backend``, ``workers``, ``ray_address``, ``threads``: see :func:`scenefit.backends.run_shards`.
+
+    With the population prior (``fit.amortized.prior_iters`` > 0) a pre-pass runs E on every target before the shards
+    and writes each target's prior to the work folder (:mod:`scenefit.shardprior`; reused on resume, removed when the
+    dataset is finished; the manifest's ``fit.prior`` records the share of targets it moved), so the fitted rows are
+    those of one fit over all targets whatever the shard size.
     """
     from scenefit.amplify import append_sampled_rows
     from scenefit.backends import run_shards
     from scenefit.datasets import check_replaceable, clean_stale, finish_dataset
     from scenefit.fitreport import write_fit_report
     from scenefit.imagefolder import size_warning
+    from scenefit.shardprior import PRIORS, ensure_priors, uses_priors
     from scenefit.shards import done, job_record, merge_shards, plan_shards
 
     check_disjoint(out, targets=targets, models=models)
@@ -143,10 +149,6 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
     try:
         found = find_targets(targets, glob)
         files, names = list(found.files), list(found.names)
-        if cfg.fit.amortized.prior_iters and len(files) > shard_size:
-            raise ConfigError(f"fit.amortized.prior_iters weighs E's readings by a prior estimated from all targets at once; "
-                              f"{targets} holds {len(files)} targets and --shard-size is {shard_size}: use --shard-size "
-                              f"{len(files)} or more (one shard), or scenefit run")
         if found.rule:
             log(f"[scenefit] {found.rule}")
         store = model_store(models)
@@ -176,8 +178,10 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
             if len(todo) < len(shards):
                 log(f"[scenefit] {out}: resuming, {len(shards) - len(todo)} of {len(shards)} shards are done")
             t0 = time.time()
+            prior = ensure_priors(work, record["key"], res, trained, files, progress, log) if uses_priors(res) else None
             width = len(str(max(len(files) * cfg.export.per_target + cfg.export.sample - 1, 0)))
-            args = {"config": cfg.to_dict(), "store": str(store.root), "folder": str(work), "rows_width": width}
+            args = {"config": cfg.to_dict(), "store": str(store.root), "folder": str(work), "rows_width": width,
+                    "prior_key": record["key"] if prior else None}
             records = run_shards(args, todo, backend, workers, ray_address, threads, cfg.device.startswith("cuda"), progress, on_done)
             seconds = time.time() - t0
             changed: dict = {}
@@ -198,9 +202,11 @@ def fit_folder(cfg: RunConfig, targets: str | Path, out: str | Path, models: str
                         "shard_size": shard_size, "shards": len(shards),
                         "fit": {"method": cfg.fit.method, "layer": res.content_layer, "features": cfg.features.source,
                                 "mean_loss": float(torch.tensor(fit["fit_loss"]).mean()), "report": "fit_report.md",
-                                "loss_quantiles": report["loss"]}, "sample": sampled}
+                                "loss_quantiles": report["loss"], **({"prior": prior} if prior else {})},
+                        "sample": sampled}
             finish_dataset(work, meta, res.engine, manifest)
             shutil.rmtree(work / "shards")
+            (work / PRIORS).unlink(missing_ok=True)
             (work / "job.json").unlink()
             replace_dir(work, out)
         log(f"[scenefit] fit report: {out / 'fit_report.md'} (content loss median {report['loss']['q50']:.4f}, "

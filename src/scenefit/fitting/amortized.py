@@ -9,6 +9,7 @@ look variation; with them the loss adds the look term.
 
 With ``fit.amortized.prior_iters`` > 0 E's readings of categorical and periodic attributes are weighted by the
 targets' population prior (:mod:`scenefit.fitting.prior`) before the modes are taken: it needs all targets at once.
+A streamed fit estimates it over all targets before its shards and hands each shard its rows (``FitInputs.log_prior``).
 """
 
 from __future__ import annotations
@@ -35,15 +36,31 @@ def population_priors(space: AttributeSpace, outs: list[torch.Tensor], cfg: Amor
             for a, o in zip(space, outs) if o.ndim == 2}
 
 
+def checked_priors(space: AttributeSpace, outs: list[torch.Tensor], log_prior: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``log_prior`` (per attribute name, (N, n)) after checking that it holds exactly E's categorical and periodic
+    heads, each with the shape of E's logits ``outs`` (N, n); ``ValueError`` otherwise."""
+    heads = {a.name: tuple(o.shape) for a, o in zip(space, outs) if o.ndim == 2}
+    got = {name: tuple(p.shape) for name, p in log_prior.items()}
+    if got != heads:
+        raise ValueError(f"the given population prior has shapes {got}; E's categorical and periodic heads here have {heads}")
+    return log_prior
+
+
 def fit_amortized(inputs: FitInputs, cfg: FitConfig, batch: int = 1024) -> FitResult:
     """Starts from E's top modes (N, M, D), refined through G (``fit.steps`` > 0) or chosen by R's content loss (no
-    steps); the fitted columns are ``inputs.free``, every other continuous column is set to the centre."""
+    steps); the fitted columns are ``inputs.free``, every other continuous column is set to the centre.
+
+    With ``fit.amortized.prior_iters`` > 0, E's readings are weighed by ``inputs.log_prior`` when given (each (N, n),
+    one per categorical or periodic attribute), else by the population prior of these N targets."""
     t0 = time.time()
     enc = inputs.need("encoder", "amortized")
     images = inputs.need("target_images", "amortized")
     top = {a.name: (cfg.amortized.top_classes if a.categorical else cfg.amortized.top_angles) for a in inputs.space}
     outs = encoder_outputs(enc, images, batch, inputs.device)
-    priors = population_priors(inputs.space, outs, cfg.amortized)
+    if cfg.amortized.prior_iters and inputs.log_prior is not None:
+        priors = checked_priors(inputs.space, outs, inputs.log_prior)
+    else:
+        priors = population_priors(inputs.space, outs, cfg.amortized)
     starts = starts_from_outputs(inputs.space, enc.cfg.bins, outs, top, priors)[0]
     info: dict = {}
     if priors is not None:  # the share of targets whose first start the prior moved

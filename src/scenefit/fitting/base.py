@@ -216,6 +216,9 @@ class FitInputs:
     the first target (a shard's offset), so that a target's own draws depend on its index, not on its batch.
     look: the targets' look term (:mod:`scenefit.fitting.look`), None when the engine has no look attribute.
     sample_initial: ``(n, generator) -> (n, D)`` draws of the initial distribution (``fit.plain.start initial``).
+    log_prior: per categorical or periodic attribute name, (N, n) log prior of these targets estimated over a larger
+    set (a streamed fit's pre-pass); ``amortized`` with ``fit.amortized.prior_iters`` > 0 uses it instead of
+    estimating one from these targets alone. None: estimated here.
     """
 
     space: AttributeSpace
@@ -233,6 +236,7 @@ class FitInputs:
     first_target: int = 0
     look: LookTerm | None = None
     sample_initial: Callable[[int, torch.Generator], torch.Tensor] | None = None
+    log_prior: dict[str, torch.Tensor] | None = None
 
     @property
     def n(self) -> int:
