@@ -73,6 +73,11 @@ def test_the_prior_picks_the_basin_and_e_the_angle_within_it():
     ang = (torch.arange(8, 11).float() + 0.5) / bins * 2 * math.pi
     expect = math.degrees(math.atan2((own * ang.sin()).sum(), (own * ang.cos()).sum())) % 360 - 180
     assert picked == pytest.approx(expect, abs=1e-3)
+    # a prior peaked on bin 10, inside the same basin, does not pull the reading off E's own peak (bin 9)
+    sharp = torch.full((1, bins), math.log(1e-3))
+    sharp[0, 10] = math.log(0.9)
+    assert (logits[0] + sharp[0]).argmax().item() == 10
+    assert starts_from_outputs(space, bins, [logits], {}, {"rotation": sharp})[0][0, 0, 0].item() == pytest.approx(expect, abs=1e-3)
 
 
 @pytest.mark.parametrize("kw, msg", [
@@ -162,16 +167,16 @@ def _readings(root, iters: int, first: int = 0, n: int = N):
     try:
         models = Models(res, model_store(root / "base"), False, lambda m: None, allowed=set())
         outs = encoder_readings(res, models, sorted((root / "tg").glob("*.png"))[first : first + n])
-        return res.engine.space, outs, population_priors(res.engine.space, outs, res.cfg.fit.amortized)
+        return res.engine.space, res.cfg.encoder.bins, outs, population_priors(res.engine.space, outs, res.cfg.fit.amortized)
     finally:
         res.close()
 
 
 def test_scenefit_fit_with_the_prior_gives_one_fits_rows_over_any_shards(streamed):
-    from scenefit.shardprior import moved
+    from scenefit.fitting.amortized import prior_moved
 
     one, logs = _fit(streamed, "prior-one", N, "fit.amortized.prior_iters=1")
-    assert "[scenefit] population prior over 10 targets: it moves the first start of 70.0% of them" in logs
+    assert "[scenefit] population prior over 10 targets: it moves the first start of 30.0% of them" in logs
     for size in (2, 5):
         rows, _ = _fit(streamed, f"prior-{size}", size, "fit.amortized.prior_iters=1")
         assert rows["target"] == one["target"] and rows["digit"] == one["digit"] and rows["candidate"] == [0] * N
@@ -179,9 +184,8 @@ def test_scenefit_fit_with_the_prior_gives_one_fits_rows_over_any_shards(streame
         assert rows["rotation"] == pytest.approx(one["rotation"], abs=1e-4)
         assert rows["fit_loss"] == pytest.approx(one["fit_loss"], abs=1e-5)
     # the test has teeth: a prior estimated within shards of 2 (what each shard would do alone) moves other targets
-    space, outs, global_ = _readings(streamed, 1)
-    local = [moved(*_readings(streamed, 1, lo, 2)).tolist() for lo in range(0, N, 2)]
-    assert moved(space, outs, global_).tolist() != sum(local, [])
+    local = [prior_moved(*_readings(streamed, 1, lo, 2)).tolist() for lo in range(0, N, 2)]
+    assert prior_moved(*_readings(streamed, 1)).tolist() != sum(local, [])
 
 
 def test_ray_with_the_prior_gives_the_local_dataset_to_the_byte(streamed):
@@ -198,27 +202,29 @@ def test_ray_with_the_prior_gives_the_local_dataset_to_the_byte(streamed):
 
 def test_the_prior_changes_exactly_the_rows_whose_first_start_it_moves(streamed):
     from scenefit.io import read_json
-    from scenefit.shardprior import PRIORS, moved
+    from scenefit.encoder import starts_from_outputs
+    from scenefit.fitting.amortized import prior_moved
+    from scenefit.shardprior import PRIORS
 
     plain, logs = _fit(streamed, "plain-5", 5)
     assert not any("population prior" in m for m in logs)
     prior, _ = _fit(streamed, "prior-5b", 5, "fit.amortized.prior_iters=1")
-    space, outs, priors = _readings(streamed, 1)
-    changed = moved(space, outs, priors).tolist()
-    assert changed == [True, False, True, True, False, False, True, True, True, True]
-    for a, o in zip(space, outs):  # one start per target, so a row's value of an attribute moves iff its top bin does
-        own = torch.log_softmax(o, 1)
-        top = ((own + priors[a.name]).argmax(1) != own.argmax(1)).tolist()
-        assert [p != q for p, q in zip(prior[a.name], plain[a.name])] == top, a.name
+    space, bins, outs, priors = _readings(streamed, 1)
+    changed = prior_moved(space, bins, outs, priors).tolist()
+    assert changed == [True, False, False, False, False, False, True, False, False, True]
+    alone, weighed = (starts_from_outputs(space, bins, outs, {}, p)[0][:, 0] for p in (None, priors))
+    for i, a in enumerate(space):  # one start per target, so a row's value of an attribute moves iff its start does
+        assert [p != q for p, q in zip(prior[a.name], plain[a.name])] == (alone[:, i] != weighed[:, i]).tolist(), a.name
     assert [p != q for p, q in zip(prior["fit_loss"], plain["fit_loss"])] == changed  # the loss of R's render of that row
     fit = read_json(streamed / "prior-5b" / "manifest.json")["fit"]
-    assert fit["prior"] == {"iters": 1, "given": [], "targets": N, "changed": pytest.approx(0.7)}
+    assert fit["prior"] == {"iters": 1, "given": [], "targets": N, "changed": pytest.approx(0.3)}
     assert "prior" not in read_json(streamed / "plain-5" / "manifest.json")["fit"]
     assert not (streamed / "prior-5b" / PRIORS).exists() and not (streamed / ".prior-5b.shards").exists()
 
 
 def test_a_resumed_fit_reads_the_prior_back_and_another_job_estimates_its_own(streamed):
     from scenefit.io import read_json
+    from scenefit.fitting.amortized import prior_moved
     from scenefit.shardprior import PRIORS, shard_priors
 
     def stop(record, actors):
@@ -229,7 +235,7 @@ def test_a_resumed_fit_reads_the_prior_back_and_another_job_estimates_its_own(st
         _fit(streamed, "resumed", 2, "fit.amortized.prior_iters=1", on_done=stop)
     key = read_json(work / "job.json")["key"]
     rows = shard_priors(work, key, 2, 3)  # the second shard's rows and one more
-    _, _, global_ = _readings(streamed, 1)
+    _, _, _, global_ = _readings(streamed, 1)
     assert {k: v.shape for k, v in rows.items()} == {"rotation": (3, 36), "digit": (3, 10)}
     assert all(torch.equal(rows[k], global_[k][2:5]) for k in rows)
     with pytest.raises(ValueError, match=re.escape("holds 10 targets; a shard asks for rows 8 to 11")):
@@ -248,7 +254,9 @@ def test_a_resumed_fit_reads_the_prior_back_and_another_job_estimates_its_own(st
     assert (streamed / ".other.shards" / PRIORS).is_file()
     other, logs = _fit(streamed, "other", 5, "fit.amortized.prior_iters=5")
     assert not any("resuming" in m for m in logs)
-    assert "[scenefit] population prior over 10 targets: it moves the first start of 80.0% of them" in logs
+    share = prior_moved(*_readings(streamed, 5)).float().mean().item()
+    assert f"[scenefit] population prior over 10 targets: it moves the first start of {share:.1%} of them" in logs
+    assert share != 0.3  # not the one-iteration prior of the interrupted job
 
 
 def test_a_given_prior_of_the_wrong_shape_is_refused():

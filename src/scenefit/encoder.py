@@ -124,6 +124,13 @@ def encoder_outputs(enc: AttributeEncoder, images: torch.Tensor, batch: int = 10
     return [torch.cat([p[k] for p in parts]).cpu() for k in range(len(enc.sizes))]
 
 
+def _own_peak_near(own: torch.Tensor, centre: torch.Tensor, half: int) -> torch.Tensor:
+    """(N,) the bin of highest ``own`` log-probability (N, B) within ``half`` bins (circularly) of ``centre`` (N,)."""
+    bins = own.shape[1]
+    d = (torch.arange(bins, device=own.device)[None] - centre[:, None]) % bins
+    return own.masked_fill(torch.minimum(d, bins - d) > half, float("-inf")).argmax(1)
+
+
 def starts_from_outputs(space: AttributeSpace, bins: int, outs: list[torch.Tensor], top: dict[str, int],
                         log_prior: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Candidate starts from E's head outputs ``outs`` (as :func:`encoder_outputs`).
@@ -132,7 +139,9 @@ def starts_from_outputs(space: AttributeSpace, bins: int, outs: list[torch.Tenso
         top: how many modes to take per categorical/periodic attribute name (missing names: 1). Candidates are
             the Cartesian product.
         log_prior: per attribute name, (N, n) log prior added to E's log-probabilities before the modes are taken
-            (:mod:`scenefit.fitting.prior`); an angle within its chosen bin still comes from E's own probabilities.
+            (:mod:`scenefit.fitting.prior`). For a periodic attribute the prior only picks the basin: the start is
+            E's own top bin within 45° (``bins // 8`` bins) of the weighed mode, and its angle comes from E's own
+            probabilities, so the prior resolves flips without narrowing E's readings towards the prior's peak.
     Returns:
         starts (N, M, D) natural units and their log-probability (N, M), prior included.
     """
@@ -143,9 +152,12 @@ def starts_from_outputs(space: AttributeSpace, bins: int, outs: list[torch.Tenso
             choices.append([(a.low + o * a.span, torch.zeros(n, device=o.device))])
             continue
         own = F.log_softmax(o, dim=1)
-        logp = own + log_prior[a.name].to(own) if log_prior and a.name in log_prior else own
+        weighed = log_prior is not None and a.name in log_prior
+        logp = own + log_prior[a.name].to(own) if weighed else own
         k = min(top.get(a.name, 1), o.shape[1])
         idx = logp.topk(k, dim=1).indices  # (N, k)
+        if weighed and a.periodic:  # the prior picks the basin, E the bin within it: E's own top bin within 45°
+            idx = torch.stack([_own_peak_near(own, idx[:, j], bins // 8) for j in range(k)], dim=1)
         opts = []
         for j in range(k):
             b = idx[:, j]

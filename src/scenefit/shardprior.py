@@ -19,14 +19,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from tqdm.auto import tqdm
 
-from scenefit.attributes import AttributeSpace
 from scenefit.encoder import encoder_outputs
 from scenefit.fitjob import fit_resolution
-from scenefit.fitting.amortized import population_priors
+from scenefit.fitting.amortized import population_priors, prior_moved
 from scenefit.imagefolder import load_images
 from scenefit.io import save_tensors
 from scenefit.models import Models
@@ -64,17 +62,6 @@ def encoder_readings(res: Resolved, models: Models, files: list[Path], progress:
     return [torch.cat([p[k] for p in parts]) for k in range(len(parts[0]))]
 
 
-def moved(space: AttributeSpace, outs: list[torch.Tensor], priors: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(N,) bool: whether the prior changes E's top mode of any categorical or periodic attribute of a target, i.e.
-    whether its first start (:func:`scenefit.encoder.starts_from_outputs`) differs from E's alone."""
-    changed = torch.zeros(outs[0].shape[0], dtype=torch.bool)
-    for a, o in zip(space, outs):
-        if a.name in priors:
-            own = F.log_softmax(o, 1)
-            changed |= (own + priors[a.name]).argmax(1) != own.argmax(1)
-    return changed
-
-
 def _metadata(path: Path) -> dict[str, str] | None:
     """The metadata of safetensors file ``path``, or None when it is missing or unreadable."""
     try:
@@ -97,7 +84,7 @@ def ensure_priors(folder: str | Path, key: str, res: Resolved, models: Models, f
         outs = encoder_readings(res, models, files, progress)
         priors = population_priors(res.engine.space, outs, res.cfg.fit.amortized)
         assert priors is not None  # prior_iters > 0
-        share = moved(res.engine.space, outs, priors).float().mean().item()
+        share = prior_moved(res.engine.space, res.cfg.encoder.bins, outs, priors).float().mean().item()
         meta = {"key": key, "targets": str(len(files)), "changed": repr(share)}
         save_tensors(path, priors, meta)
         log(f"[scenefit] population prior over {len(files)} targets: it moves the first start of {share:.1%} of them")
@@ -119,4 +106,4 @@ def shard_priors(folder: str | Path, key: str, first: int, n: int) -> dict[str, 
         return {name: f.get_slice(name)[first : first + n] for name in f.keys()}
 
 
-__all__ = ["BATCH", "PRIORS", "encoder_readings", "ensure_priors", "moved", "shard_priors", "uses_priors"]
+__all__ = ["BATCH", "PRIORS", "encoder_readings", "ensure_priors", "shard_priors", "uses_priors"]

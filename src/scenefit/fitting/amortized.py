@@ -36,6 +36,13 @@ def population_priors(space: AttributeSpace, outs: list[torch.Tensor], cfg: Amor
             for a, o in zip(space, outs) if o.ndim == 2}
 
 
+def prior_moved(space: AttributeSpace, bins: int, outs: list[torch.Tensor], priors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(N,) bool: whether the ``priors`` change a target's first start (E's top mode of every attribute, as
+    :func:`scenefit.encoder.starts_from_outputs` takes it) from E's outputs ``outs`` alone."""
+    alone = starts_from_outputs(space, bins, outs, {})[0][:, 0]
+    return (alone != starts_from_outputs(space, bins, outs, {}, priors)[0][:, 0]).any(1)
+
+
 def checked_priors(space: AttributeSpace, outs: list[torch.Tensor], log_prior: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``log_prior`` (per attribute name, (N, n)) after checking that it holds exactly E's categorical and periodic
     heads, each with the shape of E's logits ``outs`` (N, n); ``ValueError`` otherwise."""
@@ -64,8 +71,7 @@ def fit_amortized(inputs: FitInputs, cfg: FitConfig, batch: int = 1024) -> FitRe
     starts = starts_from_outputs(inputs.space, enc.cfg.bins, outs, top, priors)[0]
     info: dict = {}
     if priors is not None:  # the share of targets whose first start the prior moved
-        alone = starts_from_outputs(inputs.space, enc.cfg.bins, outs, top)[0]
-        info["prior_changed"] = (alone[:, 0] != starts[:, 0]).any(1).float().mean().item()
+        info["prior_changed"] = prior_moved(inputs.space, enc.cfg.bins, outs, priors).float().mean().item()
     fixed = [i for i in inputs.space.continuous if i not in inputs.free]
     if fixed:
         starts[:, :, fixed] = inputs.centre[fixed]
