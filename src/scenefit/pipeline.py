@@ -135,7 +135,7 @@ class Pipeline:
             del fit["codebook"]["look_codes"]
         if not self.res.engine.space.look or c.fit.codebook.look_steps == 0:  # no look refinement (look_lr unused):
             del fit["codebook"]["look_steps"], fit["codebook"]["look_lr"]   # fits made before it keep their keys
-        if not c.fit.amortized.prior_iters:  # no population prior: fits made before it keep their keys
+        if not c.fit.amortized.prior_iters or c.fit.method != "amortized":  # no population prior: fits made before it keep their keys
             for k in ("prior_iters", "prior_given", "prior_bandwidth"):
                 del fit["amortized"][k]
         if c.fit.plain == PlainConfig():  # fit.plain at its defaults: fits made before the section keep their keys

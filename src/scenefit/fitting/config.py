@@ -116,7 +116,8 @@ class AmortizedConfig:
     prior_iters: with > 0, E's categorical and periodic readings are weighted by the population prior
     (:mod:`scenefit.fitting.prior`), estimated from all targets by that many EM iterations; 0 (default) reads each
     target alone. prior_given: bounded continuous attributes the prior is conditioned on (E's readings of them,
-    Gaussian kernel of ``prior_bandwidth`` in unit-cube units); empty: one prior for all targets.
+    Gaussian kernel of ``prior_bandwidth`` in unit-cube units); empty: one prior for all targets. Like
+    ``top_classes``, these are read by ``fit.method amortized`` only (a preset may set them for its default method).
     """
 
     top_classes: int = 1
@@ -133,8 +134,6 @@ class AmortizedConfig:
             raise ValueError(f"fit.amortized.prior_iters must be in [0, 1000], got {self.prior_iters}")
         if not (math.isfinite(self.prior_bandwidth) and self.prior_bandwidth > 0):
             raise ValueError(f"fit.amortized.prior_bandwidth must be a finite number > 0, got {self.prior_bandwidth}")
-        if self.prior_given and not self.prior_iters:
-            raise ValueError(f"fit.amortized.prior_given {list(self.prior_given)} needs fit.amortized.prior_iters > 0")
 
 
 @dataclass(frozen=True)
@@ -198,9 +197,6 @@ class FitConfig:
             raise ValueError(f"fit.lr must be a finite number > 0, got {self.lr}")
         if not (math.isfinite(self.look_weight) and self.look_weight >= 0):
             raise ValueError(f"fit.look_weight must be a finite number >= 0, got {self.look_weight}")
-        if self.amortized.prior_iters and self.method != "amortized":
-            raise ValueError(f"fit.amortized.prior_iters weighs the encoder E's readings: it needs fit.method amortized, "
-                             f"got '{self.method}'")
         if self.method != "plain":
             if self.plain.selects:
                 raise ValueError(f"fit.plain.select_lrs and fit.plain.select_steps choose the learning rate of fit.method "
