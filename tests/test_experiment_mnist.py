@@ -190,3 +190,20 @@ def test_scales_are_preset_overlays():
     with pytest.raises(ConfigError, match="unknown scale 'huge'"):
         setting_config("rot-g2", "huge")
     assert mnist_mod.PREFERRED["rot"][0] == "rot-g5"
+
+
+def test_a_setting_whose_fit_is_stale_is_left_out_of_the_figures_not_fatal(tiny_run, tmp_path):
+    # a setting fitted by other code or presets (here: its fit stage gone) must not stop another setting's rerun
+    # at the figures, after the work is done
+    import shutil
+
+    src, summary = tiny_run
+    out = tmp_path / "copy"
+    shutil.copytree(src, out)
+    (out / "trans-g1" / "stages" / "fit.json").unlink()
+    logs: list[str] = []
+    again = run_mnist_experiment(out, "tiny", ["rot-g2"], ["ours"], seed=0, device="cpu", progress=False, log=logs.append)
+    assert again["results"]["rot-g2"]["ours"]["accuracy"] == summary["results"]["rot-g2"]["ours"]["accuracy"]
+    left = [m for m in logs if m.startswith("[mnist] figures: trans-g1 ours left out (stage 'fit' has not finished in")]
+    assert len(left) == 1, logs
+    assert (out / "figures" / "fig5_samples_rot-g2.png").is_file()
