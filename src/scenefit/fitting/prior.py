@@ -17,6 +17,8 @@ iteration without ``given``, O(N²) with it (in chunks of rows).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 CHUNK = 1024
@@ -34,7 +36,7 @@ def _kernel(given: torch.Tensor, rows: slice, bandwidth: float) -> torch.Tensor:
 
 
 def population_log_prior(log_probs: torch.Tensor, iters: int, given: torch.Tensor | None = None,
-                         bandwidth: float = 0.05) -> torch.Tensor:
+                         bandwidth: float = 0.1) -> torch.Tensor:
     """Each target's log prior over one head's bins, from the other targets.
 
     Args:
@@ -50,7 +52,7 @@ def population_log_prior(log_probs: torch.Tensor, iters: int, given: torch.Tenso
         raise ValueError(f"population prior: iters must be >= 1, got {iters}")
     n, bins = log_probs.shape
     lp = log_probs.double()
-    log_pi = torch.full((n, bins), -torch.log(torch.tensor(float(bins), dtype=torch.float64)).item(), dtype=torch.float64)
+    log_pi = torch.full((n, bins), -math.log(bins), dtype=torch.float64)  # uniform to start
     given = None if given is None or given.shape[1] == 0 else given.double()
     for _ in range(iters):
         q = torch.softmax(lp + log_pi, dim=1)  # (N, B) posteriors under the current priors
