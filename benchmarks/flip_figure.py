@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from scenefit.attributes import wrap_angle  # noqa: E402
 from scenefit.breakdown import FLIP_DEG  # noqa: E402
 from scenefit.configio import load_saved_config  # noqa: E402
 from scenefit.evaluate import save_figure  # noqa: E402
@@ -41,7 +42,7 @@ def wrapped_error(folder: Path, attribute: str) -> torch.Tensor:
         true = synthesize_problem(res).targets.attrs
         fitted = load_fit(folder / "fitted.parquet", space)[0]
         i = space.index(attribute)
-        return (fitted[:, i] - true[:, i] + a.span / 2) % a.span - a.span / 2
+        return wrap_angle(fitted[:, i] - true[:, i], -a.span / 2, a.span / 2)
     finally:
         res.close()
 
