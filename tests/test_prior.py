@@ -13,7 +13,8 @@ from scenefit.attributes import Attribute, AttributeSpace
 from scenefit.config import ConfigError
 from scenefit.encoder import starts_from_outputs
 from scenefit.fitting.config import AmortizedConfig
-from scenefit.fitting.prior import population_log_prior
+import scenefit.fitting.prior as prior_mod
+from scenefit.fitting.prior import population_log_prior, reference_rows
 
 
 def _rows(confident: int, ambiguous: int, bin_: int = 0) -> torch.Tensor:
@@ -56,6 +57,45 @@ def test_the_prior_conditioned_on_a_reading_follows_each_group():
     shared = population_log_prior(log_p, 20)
     assert torch.allclose(shared[40], shared[90], atol=1e-6)
     assert (log_p + shared).argmax(1)[40] == (log_p + shared).argmax(1)[90]
+
+
+def test_one_conditioned_em_step_in_closed_form():
+    # three targets read at 0, 0.1 and 1.0 (bandwidth 0.1): target 0's prior is target 1's posterior weighted by
+    # exp(-0.5), target 2's by exp(-50), plus one pseudo-count over the two bins
+    log_p = torch.tensor([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8]]).log()
+    given = torch.tensor([[0.0], [0.1], [1.0]])
+    w1, w2 = math.exp(-0.5), math.exp(-50.0)
+    expect = [(w1 * 0.7 + w2 * 0.2 + 0.5) / (w1 + w2 + 1), (w1 * 0.3 + w2 * 0.8 + 0.5) / (w1 + w2 + 1)]
+    assert population_log_prior(log_p, 1, given, bandwidth=0.1).exp()[0].tolist() == pytest.approx(expect, abs=1e-6)
+
+
+def _clustered(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """log-probabilities (n, 12), readings (n, 2) and true bins (n,): four position clusters, each with its own bin;
+    20% of the rows split their mass between that bin and the one 6 bins away."""
+    g = torch.Generator().manual_seed(seed)
+    cluster = torch.randint(0, 4, (n,), generator=g)
+    centres = torch.tensor([[0.2, 0.2], [0.8, 0.2], [0.2, 0.8], [0.8, 0.8]])
+    given = (centres[cluster] + 0.05 * torch.randn(n, 2, generator=g)).clamp(0, 1)
+    true = torch.tensor([1, 4, 7, 10])[cluster]
+    logits = torch.full((n, 12), -4.0)
+    logits[torch.arange(n), true] = 2.0
+    split = torch.rand(n, generator=g) < 0.2
+    logits[torch.arange(n)[split], (true[split] + 6) % 12] = 2.0 + 0.3 * torch.randn(int(split.sum()), generator=g)
+    return torch.log_softmax(logits, 1), given, true
+
+
+def test_many_targets_use_a_fixed_reference_sample_and_agree_with_the_exact_prior(monkeypatch):
+    log_p, given, true = _clustered(600, seed=3)
+    exact = population_log_prior(log_p, 20, given)  # 600 <= REFERENCE: every other target
+    assert ((log_p + exact).argmax(1) == true).all() and (log_p.argmax(1) != true).sum() > 40
+    monkeypatch.setattr(prior_mod, "REFERENCE", 100)
+    ref = reference_rows(600)
+    assert len(ref) == 100 and torch.equal(ref, reference_rows(600)) and bool((ref[1:] > ref[:-1]).all())
+    assert torch.equal(reference_rows(80), torch.arange(80))
+    sampled = population_log_prior(log_p, 20, given)
+    assert ((log_p + sampled).argmax(1) == true).all()
+    assert (sampled.exp() - exact.exp()).abs().max().item() < 0.02
+    assert torch.allclose(sampled.exp().sum(1), torch.ones(600), atol=1e-5)
 
 
 def test_the_prior_picks_the_basin_and_e_the_angle_within_it():
