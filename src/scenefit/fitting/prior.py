@@ -14,7 +14,7 @@ the unit cube), the prior of target i is the other targets' posteriors weighted 
 left, one at -135° on the right). Without ``given`` every other target weighs the same, at O(N·B) per iteration.
 With ``given`` the other targets are a fixed sample of at most :data:`REFERENCE` of them (all of them up to that
 count, so the prior is exact there), each standing for N / REFERENCE targets: O(REFERENCE²) per iteration and one
-O(N·REFERENCE) pass, where every target against every other would be O(N²) per iteration (20 s per iteration at
+O(N·REFERENCE) pass, where every target against every other would be O(N²) per iteration (17.5 s per iteration at
 20,000 targets on one CPU thread, and 25 times that at 100,000).
 """
 
