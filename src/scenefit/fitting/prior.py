@@ -87,6 +87,8 @@ def population_log_prior(log_probs: torch.Tensor, iters: int, given: torch.Tenso
     for _ in range(iters - 1):
         log_pi_ref = _update(w_ref @ torch.softmax(lp[ref] + log_pi_ref, dim=1), w_ref.sum(1, keepdim=True), bins)
     q_ref = torch.softmax(lp[ref] + log_pi_ref, dim=1)  # the reference targets' posteriors before the last step
+    if len(ref) == n:  # every target is a reference: the last step reads the kernel already computed
+        return _update(w_ref @ q_ref, w_ref.sum(1, keepdim=True), bins).float()
     log_pi = torch.empty((n, bins), dtype=torch.float64)
     for s in range(0, n, CHUNK):
         rows = torch.arange(s, min(n, s + CHUNK))
