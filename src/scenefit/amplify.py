@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -28,6 +28,10 @@ from scenefit.attributes import AttributeSpace
 from scenefit.data import render_rows
 from scenefit.datasets import write_rows
 from scenefit.seeding import index_seeds
+
+if TYPE_CHECKING:
+    from scenefit.config import RunConfig
+    from scenefit.resolve import Resolved
 
 SAMPLE_SEED = 505
 """Offset of the seeds of sampled rows (draws and renders) from the run's seed."""
@@ -152,8 +156,8 @@ def held_out_log_likelihood(space: AttributeSpace, rows: torch.Tensor, generator
     return _mean_log_prob(dens, rows[perm[:k]])
 
 
-def append_sampled_rows(folder: Path, meta: dict[str, list], fit: dict[str, list], res, cfg, width: int, progress: bool = False,
-                        log: Callable[[str], None] = print, chunk: int = 256) -> dict:
+def append_sampled_rows(folder: Path, meta: dict[str, list], fit: dict[str, list], res: Resolved, cfg: RunConfig, width: int,
+                        progress: bool = False, log: Callable[[str], None] = print, chunk: int = 256) -> dict:
     """Draw ``cfg.export.sample`` rows from the density of the fitted rows ``fit`` (``fitted.parquet``'s columns),
     render each once with R and write them into ``folder`` after the fitted rows, extending the metadata columns
     ``meta`` in place (``target`` empty, ``fit_loss`` NaN). Returns the manifest's ``sample`` entry: rows, the held-out

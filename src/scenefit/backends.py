@@ -9,6 +9,7 @@ machine), and is restarted by Ray with its unfinished shard retried if its proce
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Callable
 
 from tqdm.auto import tqdm
@@ -18,7 +19,7 @@ from scenefit.shards import Shard, ShardWorker
 BACKENDS = ("local", "ray")
 
 
-def require_ray():
+def require_ray() -> ModuleType:
     """The ``ray`` module, or ``ValueError`` with the install hint."""
     try:
         import ray

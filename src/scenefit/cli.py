@@ -61,6 +61,7 @@ def _print_scores(res: dict) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``scenefit run``: the whole pipeline into ``args.out``; prints the scores; returns the exit code 0."""
     from scenefit.workflows import run_pipeline
 
     t0 = time.time()
@@ -72,6 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    """``scenefit fit``: fit the images of ``args.targets`` and write the dataset ``args.out``; returns 0."""
     from scenefit.workflows import fit_folder
 
     res = fit_folder(_config(args), args.targets, args.out, args.models, args.overwrite, progress=not args.no_progress,
@@ -83,6 +85,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """``scenefit check``: validate the config, targets and models, training nothing; returns 0."""
     from scenefit.workflows import check
 
     for line in check(_config(args), args.targets, args.models, args.glob):
@@ -91,6 +94,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_train_surrogate(args: argparse.Namespace) -> int:
+    """``scenefit train-surrogate``: train the surrogate renderer into ``args.out``; returns 0."""
     from scenefit.workflows import train_models
 
     rep = train_models(_config(args), args.out, ("surrogate",), progress=not args.no_progress)
@@ -101,6 +105,8 @@ def cmd_train_surrogate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``scenefit evaluate``: the pipeline again on run folder ``args.run``'s saved config (finished stages reused);
+    prints the scores; returns 0."""
     from scenefit.workflows import run_pipeline
 
     path = Path(args.run) / "config.yaml"
@@ -112,6 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    """``scenefit presets``: print one line per preset; returns 0."""
     from scenefit.configio import preset_description
 
     for name in preset_names():

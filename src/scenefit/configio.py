@@ -25,7 +25,7 @@ import typing
 from dataclasses import fields, is_dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -50,6 +50,8 @@ def preset_description(name: str) -> str:
 
 
 def read_yaml(path: Path) -> dict:
+    """The top-level mapping of the UTF-8 YAML file ``path``; :class:`ConfigError` (naming the file) if it is unreadable,
+    invalid, empty or not a mapping."""
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
@@ -142,7 +144,10 @@ def coerce(value: Any, tp: Any, current: Any, at: str) -> Any:
     raise ConfigError(f"'{at}': fields of type {_type_name(tp)} cannot be set from a config")
 
 
-def merge(dc, updates: dict, where: str = ""):
+_DC = TypeVar("_DC")
+
+
+def merge(dc: _DC, updates: dict, where: str = "") -> _DC:
     """A copy of dataclass ``dc`` with ``updates`` applied recursively; unknown keys and bad values raise
     :class:`ConfigError` naming the field."""
     if not isinstance(updates, dict):

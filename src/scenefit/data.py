@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from scenefit.attributes import AttributeSpace
 from scenefit.engines.base import Engine
 from scenefit.looks import apply_look
 from scenefit.scenarios import Mixture
@@ -91,7 +92,7 @@ def render_rows(engine: Engine, attrs: torch.Tensor, seeds: torch.Tensor, look: 
     return {"image": torch.cat(images), "label": torch.cat(labels)}
 
 
-def sample_rows(space, dist: Mixture | None, engine: Engine, n: int, generator: torch.Generator) -> torch.Tensor:
+def sample_rows(space: AttributeSpace, dist: Mixture | None, engine: Engine, n: int, generator: torch.Generator) -> torch.Tensor:
     """``n`` attribute rows (n, D) from mixture ``dist``, or the engine's ``sample_initial`` when it is None."""
     if dist is None:
         return engine.sample_initial(n, generator)

@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -228,12 +229,12 @@ def train_encoder(
     return enc, {"steps": cfg.steps, "seconds": time.time() - t0, "final_loss": sum(tail) / len(tail)}
 
 
-def save_encoder(path, enc: AttributeEncoder, engine: Engine, report: dict | None = None) -> None:
+def save_encoder(path: str | Path, enc: AttributeEncoder, engine: Engine, report: dict | None = None) -> None:
     """Checkpoint E as safetensors + JSON."""
     save_model_for_engine(path, enc, "encoder", engine.describe(), report)
 
 
-def load_encoder(path, engine: Engine, device: str = "cpu") -> AttributeEncoder:
+def load_encoder(path: str | Path, engine: Engine, device: str = "cpu") -> AttributeEncoder:
     """Load E for ``engine``; raises ``ValueError`` if made for another engine or canvas."""
     return load_model_for_engine(
         path, "encoder", engine.describe(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -12,6 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from scenefit.attributes import AttributeSpace, wrap_angle  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FLIP_DEG = 135.0
 """A periodic error (degrees) at least this large counts as a flip: the pose read upside down (within 45° of 180°)."""
@@ -83,7 +87,7 @@ def sample_grid(rows: dict[str, torch.Tensor], path: str | Path, columns: int | 
     return save_figure(fig, path)
 
 
-def save_figure(fig, path: str | Path, dpi: int = 100, **savefig_kwargs) -> Path:
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100, **savefig_kwargs: Any) -> Path:
     """Write a matplotlib figure to ``path`` (PNG) atomically and close it; no partial file is left on failure."""
     import os
 

@@ -115,7 +115,7 @@ def load_images(files: list[Path], channels: int, height: int, width: int, progr
     return out, changed
 
 
-def size_warning(folder, changed: dict, total: int, height: int, width: int) -> str | None:
+def size_warning(folder: str | Path, changed: dict, total: int, height: int, width: int) -> str | None:
     """The one warning that says how many images were cropped or resized (None when none were)."""
     if not changed:
         return None

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -48,7 +48,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
-def strict(obj):
+def strict(obj: Any) -> Any:
     """``obj`` with every non-finite float replaced by None (strict JSON has no NaN or Infinity)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -63,7 +63,7 @@ def strict(obj):
     return obj
 
 
-def write_json(path: str | Path, obj) -> None:
+def write_json(path: str | Path, obj: Any) -> None:
     """Atomically write ``obj`` as indented, strict JSON (NaN and infinities become null)."""
     atomic_write_text(path, json.dumps(strict(obj), indent=2, sort_keys=False, allow_nan=False, default=_json_default) + "\n")
 
@@ -181,7 +181,7 @@ def load_weights(path: str | Path, model: torch.nn.Module) -> None:
         raise ValueError(f"checkpoint {path} holds non-finite weights ({', '.join(bad[:3])}); retrain it")
 
 
-def first_difference(a, b, where: str = "") -> str | None:
+def first_difference(a: Any, b: Any, where: str = "") -> str | None:
     """Dotted path of the first place two JSON-like values differ, or None if equal."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b), key=str):
@@ -221,7 +221,8 @@ def save_model_for_engine(path: str | Path, model: torch.nn.Module, kind: str, i
     save_checkpoint(path, model, {"kind": kind, "config": asdict(model.cfg), "engine": identity, "report": report or {}})
 
 
-def load_model_for_engine(path: str | Path, kind: str, identity: dict, build, device: str = "cpu") -> torch.nn.Module:
+def load_model_for_engine(path: str | Path, kind: str, identity: dict, build: Callable[[dict], torch.nn.Module],
+                          device: str = "cpu") -> torch.nn.Module:
     """Load a :func:`save_model_for_engine` checkpoint.
 
     ``build(config_dict) -> nn.Module`` makes the empty network. Raises ``ValueError``

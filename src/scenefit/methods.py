@@ -52,6 +52,8 @@ def _no_features(images: torch.Tensor) -> torch.Tensor:
 
 
 def baseline_key(pipe: Pipeline, method: str) -> str:
+    """Store key of baseline ``method``'s rows in ``pipe``: everything they depend on (problem, F, the method's config,
+    the set features, reward settings, the fitting engine, the initial scenes, the seed)."""
     c = pipe.cfg
     m = c.setting.initial
     return key_of("baseline", method, pipe.problem_key(), pipe.models.key("task"), asdict(_section(pipe, method)), _features_key(pipe, method),
@@ -59,7 +61,8 @@ def baseline_key(pipe: Pipeline, method: str) -> str:
                   m.to_dict() if m is not None else "engine prior", pipe.models.n_initial, c.seed)
 
 
-def at_resolution(images: torch.Tensor, size: tuple[int, int], labels: torch.Tensor | None = None):
+def at_resolution(images: torch.Tensor, size: tuple[int, int],
+                  labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``images`` (N, C, H, W) area-resized to ``size`` and class masks (N, H, W) nearest-resized; as they are when
     already that size."""
     if tuple(images.shape[-2:]) == size:

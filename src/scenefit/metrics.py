@@ -97,12 +97,15 @@ class MeanIoU:
         self.reset()
 
     def reset(self) -> None:
+        """Zero the (C, C) int64 confusion matrix."""
         self.conf = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
 
     def update(self, pred: Tensor, target: Tensor) -> None:
+        """Add a batch of predicted and target label maps (N, H, W) int (target ``ignore_index`` pixels skipped)."""
         self.conf += confusion_matrix(pred.cpu(), target.cpu(), self.num_classes, self.ignore_index)
 
     def compute(self) -> tuple[float, Tensor]:
+        """Mean IoU and per-class IoU (C,) float64 so far (NaN for classes never seen; see :func:`miou`)."""
         return miou(self.conf)
 
 
@@ -209,6 +212,7 @@ class FeatureAdapter(nn.Module):
         self.num_features = num_features
 
     def forward(self, images: Tensor) -> Tensor:
+        """Images (N, C, H, W), float in [0, 1] or uint8 -> features (N, num_features) float64."""
         if images.dtype == torch.uint8:
             images = images.float() / 255.0
         feats = self.feature_fn(images)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, replace
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -52,6 +52,8 @@ class Models:
         return self.cfg.setting.n_targets * self.cfg.export.per_target
 
     def initial_key(self) -> str:
+        """Store key of the initial scenes: R's identity, the initial distribution (or the engine prior), their number
+        and the seed."""
         m = self.cfg.setting.initial
         return key_of("initial", self.res.engine.describe(), m.to_dict() if m is not None else "engine prior", self.n_initial, self.cfg.seed)
 
@@ -85,6 +87,7 @@ class Models:
         return key_of("set-features", self.key("probe"))
 
     def done(self, stage: str) -> bool:
+        """Whether ``stage``'s model (current key) is already in the store."""
         return self.store.has(stage, self.key(stage))
 
     def retrain(self, stage: str) -> None:
@@ -99,8 +102,9 @@ class Models:
         self.get(stage)
         return self.store.report(stage, self.key(stage))
 
-    def get(self, stage: str):
-        """The trained network of ``stage`` on ``cfg.device`` (trained and stored first if missing)."""
+    def get(self, stage: str) -> Any:
+        """The trained network of ``stage`` on ``cfg.device`` (trained and stored first if missing): a :class:`TaskNet`
+        (``task``, ``features``), :class:`Surrogate`, :class:`AttributeEncoder` or :class:`~scenefit.probe.ProbeNet`."""
         if stage not in self._cache:
             key = self.key(stage)
             if not self.store.has(stage, key):

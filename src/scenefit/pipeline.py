@@ -86,6 +86,7 @@ class Pipeline:
         return self._problem
 
     def problem_key(self) -> str:
+        """Store key of the problem (X_t and T: :meth:`Problem.key_parts`), computed once."""
         if "problem_key" not in self._cache:
             self._cache["problem_key"] = key_of(self.problem.key_parts())
         return self._cache["problem_key"]
@@ -126,6 +127,8 @@ class Pipeline:
         return True
 
     def fit_key(self) -> str:
+        """Key of the fit stage: the problem, the networks the fit reads (F or FN, G, E), ``fit`` (fields left at their
+        defaults or unused dropped, so older fits keep their keys), the content layer and the seed."""
         c, m = self.cfg, self.models
         feats = m.key("features") if c.features.source == "fit_net" else m.key("task")
         enc = m.key("encoder") if c.fit.method == "amortized" else None
@@ -143,6 +146,7 @@ class Pipeline:
         return key_of("fit", self.problem_key(), feats, sur, enc, fit, self.res.content_layer, c.seed)
 
     def ours_key(self) -> str:
+        """Key of ours' set: the fit's key, ``export`` (less ``sample``), R's identity and the seed."""
         export = asdict(self.cfg.export)
         del export["sample"]  # sampled rows are scenefit fit's, never part of ours' set
         return key_of("ours", self.fit_key(), export, self.res.engine.describe(), self.cfg.seed)

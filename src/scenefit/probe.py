@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -166,12 +167,12 @@ def train_probe(engine: Engine, cfg: ProbeConfig, seed: int, device: str = "cpu"
                  "heldout_error": probe_errors(net, engine, 512, seed + 2)}
 
 
-def save_probe(path, net: ProbeNet, engine: Engine, report: dict | None = None) -> None:
+def save_probe(path: str | Path, net: ProbeNet, engine: Engine, report: dict | None = None) -> None:
     """Checkpoint P as safetensors + JSON."""
     save_model_for_engine(path, net, "probe", engine.describe(), report)
 
 
-def load_probe(path, engine: Engine, device: str = "cpu") -> ProbeNet:
+def load_probe(path: str | Path, engine: Engine, device: str = "cpu") -> ProbeNet:
     """Load P for ``engine``; raises ``ValueError`` if it was made for another engine or canvas."""
     return load_model_for_engine(
         path, "probe", engine.describe(),

@@ -28,7 +28,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from scenefit.io import follow_umask, read_json, umask, write_json
 
@@ -45,7 +45,7 @@ class FolderBusy(FolderError):
     """Another process holds the folder's lock."""
 
 
-def key_of(*parts) -> str:
+def key_of(*parts: Any) -> str:
     """A 16-hex-digit fingerprint of JSON-ready ``parts`` (dict order does not matter)."""
     blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -208,6 +208,7 @@ class ModelStore:
         self.read_only = read_only
 
     def folder(self, stage: str, key: str) -> Path:
+        """The folder ``root/<stage>-<key>`` a model of ``stage`` with ``key`` is (or would be) stored in."""
         return self.root / f"{stage}-{key}"
 
     def has(self, stage: str, key: str) -> bool:

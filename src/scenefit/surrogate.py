@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -202,12 +203,12 @@ def surrogate_report(model: Surrogate, engine: Engine, n: int, seed: int) -> dic
             "noise_floor": noise_floor(engine, n, seed + 2), "holdout": n, "resolution": [engine.height, engine.width]}
 
 
-def save_surrogate(path, model: Surrogate, engine: Engine, report: dict | None = None) -> None:
+def save_surrogate(path: str | Path, model: Surrogate, engine: Engine, report: dict | None = None) -> None:
     """Checkpoint G as safetensors + JSON (architecture config and engine identity)."""
     save_model_for_engine(path, model, "surrogate", engine.describe(), report)
 
 
-def load_surrogate(path, engine: Engine, device: str = "cpu") -> Surrogate:
+def load_surrogate(path: str | Path, engine: Engine, device: str = "cpu") -> Surrogate:
     """Load G for ``engine``; raises ``ValueError`` if it was trained for another engine or canvas."""
     return load_model_for_engine(
         path, "surrogate", engine.describe(),

@@ -35,7 +35,7 @@ BASELINES: dict[str, tuple[type[Baseline], Any]] = {
 """name -> (method class, config class); the oracle needs the targets' attributes and is built directly."""
 
 
-def make_baseline(name: str, scale: str = "paper", **overrides) -> Baseline:
+def make_baseline(name: str, scale: str = "paper", **overrides: Any) -> Baseline:
     """Build a registered baseline with its config at ``scale`` (tiny/quick/paper) plus field ``overrides``."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline '{name}'; registered baselines: {sorted(BASELINES)}")

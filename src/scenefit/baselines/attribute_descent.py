@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -54,7 +55,7 @@ class AttributeDescentConfig:
         positive_float(self.std, "attribute-descent.std", upper=1.0)
 
     @classmethod
-    def at_scale(cls, scale: str, **overrides) -> "AttributeDescentConfig":
+    def at_scale(cls, scale: str, **overrides: Any) -> "AttributeDescentConfig":
         """``tiny`` (tests), ``quick`` (minutes on a CPU) or ``paper``."""
         check_scale(scale)
         sizes = {"tiny": dict(grid=12, batch=48), "quick": dict(grid=24, batch=200), "paper": {}}[scale]

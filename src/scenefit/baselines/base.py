@@ -145,6 +145,7 @@ class Baseline(ABC):
 
     @property
     def space(self) -> AttributeSpace:
+        """The fitted engine's attribute space (D attributes); ``RuntimeError`` before :meth:`fit`."""
         if self.engine is None:
             raise RuntimeError(f"{self.name}: call fit() before sample()")
         return self.engine.space
@@ -225,7 +226,8 @@ class InitialConfig:
     """The initial scenes need no settings (kept for a uniform registry)."""
 
     @classmethod
-    def at_scale(cls, scale: str, **overrides) -> "InitialConfig":
+    def at_scale(cls, scale: str, **overrides: Any) -> "InitialConfig":
+        """The (empty) config at any valid ``scale`` (tiny/quick/paper), plus field ``overrides``."""
         check_scale(scale)
         return dataclasses.replace(cls(), **overrides)
 
@@ -261,7 +263,9 @@ class Oracle(Baseline):
         super().__init__(None)
         self.true_attrs = true_attrs
 
-    def fit(self, engine, initial, target_images, feature_fn, generator, progress=False, validation=None, score_fn=None) -> dict:
+    def fit(self, engine: Engine, initial: Sampler, target_images: torch.Tensor, feature_fn: FeatureFn,
+            generator: torch.Generator, progress: bool = False, validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+            score_fn: ScoreFn | None = None) -> dict:
         """Nothing to learn; only records the engine. Labels are used by the caller, not here."""
         self.engine, self.initial = engine, initial
         self.report = {"method": self.name, "uses_target_labels": True, "config": None, "curve": [], "curve_metric": None, "seconds": 0.0}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -85,7 +86,7 @@ class MetaSimConfig:
         positive_float(self.box_weight, "metasim.box_weight", allow_zero=True)
 
     @classmethod
-    def at_scale(cls, scale: str, **overrides) -> "MetaSimConfig":
+    def at_scale(cls, scale: str, **overrides: Any) -> "MetaSimConfig":
         """``tiny`` (tests), ``quick`` (minutes on a CPU) or ``paper`` (the published batch sizes)."""
         check_scale(scale)
         sizes = {"tiny": dict(iterations=25, batch=24, num_real=64, task_size=48, task_every=5),

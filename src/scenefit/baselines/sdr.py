@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -93,7 +94,7 @@ class SDRConfig:
                                  f"at most {MAX_JOINT_BINS}")
 
     @classmethod
-    def at_scale(cls, scale: str, **overrides) -> "SDRConfig":
+    def at_scale(cls, scale: str, **overrides: Any) -> "SDRConfig":
         """``tiny`` (tests), ``quick`` (minutes on a CPU) or ``paper``."""
         check_scale(scale)
         sizes = {"tiny": dict(iterations=50, episodes=4, episode_size=40),

@@ -216,6 +216,8 @@ class ResizedEngine(Engine):
         return F.interpolate(images, size=(self.height, self.width), mode="area")
 
     def render_seeded(self, attrs: torch.Tensor, seeds: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``inner``'s render of ``attrs`` (B, D), then ``"image"`` area-resized to (B, C, height, width) in [0, 1] and a
+        (B, H, W) ``"label"`` mask nearest-resized to (B, height, width); (B,) labels pass as they are."""
         out = dict(self.inner.render_seeded(attrs, seeds))
         out["image"] = self._resize_images(out["image"])
         if out["label"].dim() == 3:
@@ -233,15 +235,19 @@ class ResizedEngine(Engine):
         return frames, develop_resized
 
     def sample_initial(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``inner``'s initial scenes (n, D) in natural units (the size does not change them)."""
         return self.inner.sample_initial(n, generator)
 
     def initial_centre(self) -> torch.Tensor:
+        """``inner``'s initial centre (D,) in natural units."""
         return self.inner.initial_centre()
 
     def describe(self) -> dict:
+        """``inner``'s identity with this ``height`` and ``width`` and ``resized_from`` ([H_inner, W_inner])."""
         return {**self.inner.describe(), "height": self.height, "width": self.width, "resized_from": [self.inner.height, self.inner.width]}
 
     def close(self) -> None:
+        """Close ``inner``."""
         self.inner.close()
 
 

@@ -71,7 +71,7 @@ def _common(p: argparse.ArgumentParser, scales_help: str) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def add_experiment_parser(subparsers) -> argparse.ArgumentParser:
+def add_experiment_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``experiment mnist``, ``driving`` and ``shift`` to the ``scenefit`` command's subparsers."""
     exp = subparsers.add_parser("experiment", help="reproduce the paper's experiments (tables and figures)")
     sub = exp.add_subparsers(dest="experiment", required=True)

@@ -23,7 +23,7 @@ cannot render (a channel-mixing matrix, say), the measures show by how much the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import matplotlib
 
@@ -37,6 +37,9 @@ from scenefit.evaluate import save_figure  # noqa: E402
 from scenefit.looks import apply_look  # noqa: E402
 from scenefit.methods import baseline_rows  # noqa: E402
 from scenefit.seeding import derive_seeds  # noqa: E402
+
+if TYPE_CHECKING:
+    from scenefit.pipeline import Pipeline
 
 MEASURES = ("level", "red_blue", "green_mag", "corner", "noise", "tone_step", "edge_10_90")
 ChainFn = Callable[[torch.Tensor, slice], torch.Tensor]
@@ -116,7 +119,7 @@ def camera_figure(sets: dict[str, dict[str, torch.Tensor]], path: Path) -> Path:
     return path
 
 
-def camera_comparison(pipe) -> tuple[dict, dict[str, dict[str, torch.Tensor]]] | None:
+def camera_comparison(pipe: Pipeline) -> tuple[dict, dict[str, dict[str, torch.Tensor]]] | None:
     """For a run whose engine has the street camera and whose built-in targets got a look: the summaries
     (``results.json``'s ``camera``) and the per-row measures of the targets' look, ours', Meta-Sim's and the
     initial camera (for :func:`camera_figure`); None otherwise."""

@@ -26,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from scenefit.attributes import AttributeSpace  # noqa: E402
 from scenefit.engines.base import LabelTable  # noqa: E402
 from scenefit.evaluate import save_figure  # noqa: E402
 from scenefit.experiments.driving_camera import camera_figure  # noqa: E402
@@ -217,7 +218,7 @@ def per_class_chart(results: dict, path: Path) -> Path:
     return path
 
 
-def attribute_chart(space, rows: dict[str, torch.Tensor], path: Path) -> Path:
+def attribute_chart(space: AttributeSpace, rows: dict[str, torch.Tensor], path: Path) -> Path:
     """Mean ± std of each continuous attribute (unit cube) for each named set of rows (N_k, D) in natural units."""
     cols = list(space.continuous)
     fig, ax = plt.subplots(figsize=(max(7.0, 0.45 * len(cols) + 2), 3.4))

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -21,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from scenefit.attributes import AttributeSpace  # noqa: E402
 from scenefit.evaluate import sample_grid, save_figure  # noqa: E402
 from scenefit.experiments.set_features import OFFSETS, plot_shift_curves  # noqa: E402
 from scenefit.io import write_json  # noqa: E402
@@ -32,7 +34,9 @@ SHIFT_OFFSETS = torch.arange(-12.0, 12.0 + 1e-6, 1.0)
 
 
 @torch.no_grad()
-def content_loss_sensitivity(render, feats, space, attrs: torch.Tensor, images: torch.Tensor, column: str, offsets: torch.Tensor) -> torch.Tensor:
+def content_loss_sensitivity(render: Callable[[torch.Tensor], torch.Tensor], feats: Callable[[torch.Tensor], torch.Tensor],
+                             space: AttributeSpace, attrs: torch.Tensor, images: torch.Tensor, column: str,
+                             offsets: torch.Tensor) -> torch.Tensor:
     """Mean content loss ``1 - cos(F(render(ξ + δ e_column)), F(x_t))`` over targets, per offset δ.
 
     Args:
@@ -117,7 +121,9 @@ def plot_sensitivity(panels: dict[str, tuple[torch.Tensor, dict[str, torch.Tenso
     return save_figure(fig, path)
 
 
-def sensitivity_curves(family: str, by_G, by_R, feats, space, attrs: torch.Tensor, images: torch.Tensor) -> dict[str, torch.Tensor]:
+def sensitivity_curves(family: str, by_G: Callable[[torch.Tensor], torch.Tensor], by_R: Callable[[torch.Tensor], torch.Tensor],
+                       feats: Callable[[torch.Tensor], torch.Tensor], space: AttributeSpace, attrs: torch.Tensor,
+                       images: torch.Tensor) -> dict[str, torch.Tensor]:
     """Fig. 9's curves: mean content loss against a rotation offset (``rot`` family) or tx / ty offsets (``trans``),
     through the surrogate (``by_G``) and the engine (``by_R``); each (K,) over the offsets."""
     if family == "rot":

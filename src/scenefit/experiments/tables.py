@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scenefit.io import atomic_write_text
 from scenefit.scenarios import PAPER_SETTINGS
+
+if TYPE_CHECKING:
+    from scenefit.config import RunConfig
 
 METHOD_NAMES = {  # row order of the tables (same as ``mnist.METHODS``)
     "initial": "Initial scenes",
@@ -133,7 +137,7 @@ def paper_caption(results: dict) -> str:
             f"labels by R's content loss on the first {sel['targets']} targets (`fit.plain`): " + "; ".join(chosen) + ".")
 
 
-def set_features_caption(cfg) -> str:
+def set_features_caption(cfg: RunConfig) -> str:
     """Which features a run's set distances compare (``baselines.features``), in a caption's words."""
     if cfg.baselines.features == "probe":
         return ("the probe network P's features (trained on uniform renders of the whole attribute box to regress the "
@@ -142,7 +146,7 @@ def set_features_caption(cfg) -> str:
             "`baselines.features: task`)")
 
 
-def write_tables(out: Path, results: dict, scale: str, cfg) -> None:
+def write_tables(out: Path, results: dict, scale: str, cfg: RunConfig) -> None:
     """Write ``table2.md/.csv`` and ``table3.md/.csv`` into ``out`` from {setting: {method: result}}.
 
     ``scale`` names the experiment's scale; ``cfg`` is a setting's resolved :class:`~scenefit.config.RunConfig` (sizes,

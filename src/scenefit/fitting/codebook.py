@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from scenefit.attributes import AttributeSpace
-from scenefit.engines.base import LOOK_PARTS, Develop, EngineRenderer
+from scenefit.engines.base import LOOK_PARTS, Develop, Engine, EngineRenderer
 from scenefit.fitting.base import FeatureFn, FitInputs, FitResult, Renderer, fit_candidates
 from scenefit.fitting.config import FitConfig
 from scenefit.fitting.look import LookTerm, look_codes, look_search, look_search_parts, look_statistics
@@ -210,7 +210,7 @@ def _engine_look_search(inputs: FitInputs, engine, keep: int) -> LookSearch:
 
 
 @torch.no_grad()
-def verify_with_engine(engine, features: FeatureFn, target_features: torch.Tensor, candidates: torch.Tensor, seeds: int,
+def verify_with_engine(engine: Engine, features: FeatureFn, target_features: torch.Tensor, candidates: torch.Tensor, seeds: int,
                        seed: int, target_index: torch.Tensor, batch: int = 256, look: LookTerm | None = None) -> torch.Tensor:
     """Mean content loss (N, M) of R's renders of ``candidates`` (N, M, D) over ``seeds`` renders each (plus the look
     term, with ``look``). Target ``i``'s candidates share their seeds, derived from ``seed`` and its global

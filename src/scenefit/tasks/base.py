@@ -16,7 +16,7 @@ import math
 from abc import abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterable
 
 import torch
 import torch.nn as nn
@@ -132,7 +132,7 @@ def load_task(path: str | Path, cls: type[TaskNet], task_name: str, device: str 
     return net.to(device).eval()
 
 
-def make_optimizer(params, cfg: TaskConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TaskConfig) -> torch.optim.Optimizer:
     """Adam, or SGD with momentum 0.9, at ``cfg.lr`` with ``cfg.weight_decay``."""
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

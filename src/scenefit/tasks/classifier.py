@@ -50,6 +50,7 @@ class Classifier(TaskNet):
 
     @classmethod
     def build(cls, channels: int, height: int, width: int, labels: LabelTable, args: dict) -> "Classifier":
+        """A classifier for images (B, channels, height, width) and the classes of ``labels``; ``args`` must be empty."""
         if args:
             raise ValueError(f"the classifier takes no task.args, got {sorted(args)}")
         return cls(channels, height, width, labels)

@@ -90,6 +90,7 @@ class BasicBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, c_in, h, w) -> (B, c_out, ⌈h / stride⌉, ⌈w / stride⌉)."""
         return F.relu(self.conv2(self.conv1(x)) + self.short(x))
 
 
@@ -104,6 +105,7 @@ class ASPP(nn.Module):
         self.project = _conv_bn(c_out * (len(rates) + 2), c_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, c_in, h, w) -> (B, c_out, h, w)."""
         outs = [b(x) for b in self.branches]
         outs.append(self.pool(x).expand(-1, -1, x.shape[2], x.shape[3]))
         return self.project(torch.cat(outs, dim=1))  # (B, c_out, h, w)
