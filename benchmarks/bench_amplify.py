@@ -74,6 +74,7 @@ def figure(results: dict, path: Path) -> None:
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--settings", default="rot-g2,trans-g4")
     p.add_argument("--scale", default="quick", choices=["tiny", "quick", "paper"])

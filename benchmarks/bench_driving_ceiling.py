@@ -98,6 +98,7 @@ def feature_sets(pipe: Pipeline) -> list[tuple[str, TaskFeatures]]:
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="a driving run folder on the built-in target domain")
     p.add_argument("--attrs", choices=ATTRS, default="truth")
@@ -119,6 +120,9 @@ def main() -> None:
 
 
 def report(pipe: Pipeline, args: argparse.Namespace) -> None:
+    """Print, for one driving run folder, the chosen rows (``--attrs``, with ``--set NAME=U`` overrides in the unit cube):
+    their unit-cube MAE to the truth, their spread, their MMD² to the targets, and what task networks trained on R's renders
+    of them score on the test set."""
     cfg, res = pipe.cfg, pipe.res
     space, true = res.engine.space, pipe.problem.targets.attrs
     attrs = rows(args.attrs, pipe)

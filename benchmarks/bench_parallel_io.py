@@ -66,6 +66,7 @@ def timed(jobs: list[tuple]) -> float:
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=20000)
     args = p.parse_args()

@@ -35,6 +35,7 @@ def clustered(n: int, bins: int = 36, seed: int = 1) -> tuple[torch.Tensor, torc
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="20000,100000", help="comma-separated target counts to time")
     ap.add_argument("--iters", type=int, default=20)

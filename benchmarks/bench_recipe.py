@@ -29,12 +29,14 @@ import torch
 
 from scenefit.configio import load_config, overrides_from_strings
 from scenefit.data import synthesize
+from scenefit.engines.base import Engine
 from scenefit.models import SEED
 from scenefit.pipeline import synthesize_problem
 from scenefit.resolve import resolve
 
 
 def parse_recipe(spec: str) -> tuple[int, float, int]:
+    """``"EPOCHS,LR,BATCH"`` -> (epochs, learning rate, batch size); exits naming the spec when malformed."""
     try:
         epochs, lr, batch = spec.split(",")
         return int(epochs), float(lr), int(batch)
@@ -42,12 +44,13 @@ def parse_recipe(spec: str) -> tuple[int, float, int]:
         raise SystemExit(f"--recipe expects EPOCHS,LR,BATCH (e.g. 15,0.001,64), got '{spec}'") from None
 
 
-def textures(engine) -> str:
+def textures(engine: Engine) -> str:
     """Size of a digit engine's texture bank (from ``describe()``; "-" for engines without one)."""
     return str(engine.describe().get("textures", {}).get("count", "-"))
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("setting", help="a preset (e.g. rot-g2) or a YAML config file")
     p.add_argument("--recipe", action="append", default=None, metavar="EPOCHS,LR,BATCH", help="default 15,0.001,64 (repeatable)")

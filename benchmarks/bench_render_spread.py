@@ -29,6 +29,7 @@ from scenefit.seeding import index_seeds
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path, help="a finished `scenefit run` folder (copied without its images; the copy's stages are reused)")
     p.add_argument("--draws", type=int, default=4, help="seed streams besides the run's own")

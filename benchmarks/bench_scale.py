@@ -74,6 +74,7 @@ def write_targets(config: str, sets: list[str], n: int, folder: Path, chunk: int
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", help="preset or YAML config (the one the models were trained with)")
     p.add_argument("--models", required=True, help="run folder or model store holding the trained networks")

@@ -22,6 +22,7 @@ from scenefit.tasks import SegNet
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=128, help="frames in the timed epoch")
     p.add_argument("--batch", type=int, default=16)

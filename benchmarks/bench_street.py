@@ -31,6 +31,7 @@ def gl_renderer() -> str:
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=1024, help="frames to render in the timed run")
     p.add_argument("--batch", type=int, default=64, help="rows per render() call")

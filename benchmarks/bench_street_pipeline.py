@@ -25,6 +25,7 @@ from scenefit.runs import ModelStore
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", choices=["tiny", "quick", "paper"], default="quick")
     p.add_argument("--out", required=True, help="experiment folder (resumed if it exists)")

@@ -49,6 +49,7 @@ def breakdown(folder: Path, progress: bool, stale_fit: bool = False, task_seeds:
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", type=Path, help="finished run folders")
     ap.add_argument("--no-progress", action="store_true")

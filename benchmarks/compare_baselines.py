@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from scenefit.attributes import AttributeSpace
 from scenefit.configio import load_saved_config
 from scenefit.io import load_tensors, read_json
 from scenefit.methods import baseline_key
@@ -29,7 +30,7 @@ from scenefit.pipeline import Pipeline
 METHODS = ("metasim", "attribute-descent", "sdr")
 
 
-def summary(space, attrs: torch.Tensor) -> str:
+def summary(space: AttributeSpace, attrs: torch.Tensor) -> str:
     """``rotation m ± s°, tx m ± s px, ty ...`` of (N, D) rows (circular statistics for periodic attributes)."""
     parts = []
     for name in ("rotation", "tx", "ty"):
@@ -47,7 +48,7 @@ def summary(space, attrs: torch.Tensor) -> str:
     return ", ".join(parts)
 
 
-def class_spread(space, attrs: torch.Tensor) -> str:
+def class_spread(space: AttributeSpace, attrs: torch.Tensor) -> str:
     """Mean within-class standard deviation of tx and ty (px) over the categorical ``digit`` classes: near 0 when a
     method puts every digit class at one position of its own (a shortcut a task network learns)."""
     if "digit" not in space.names or "tx" not in space.names:
@@ -90,6 +91,7 @@ def report(folder: Path) -> None:
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", type=Path, help="setting folders of scenefit experiment mnist")
     args = ap.parse_args()

@@ -34,6 +34,7 @@ def cell(r: dict | None, key: str) -> str:
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", type=Path, nargs="+", help="two or more experiment folders, the first one's rows first")
     p.add_argument("--names", nargs="+", default=None, help="one name per folder (default: the folder names)")

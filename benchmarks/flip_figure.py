@@ -48,6 +48,7 @@ def wrapped_error(folder: Path, attribute: str) -> torch.Tensor:
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", nargs="+", type=Path)
     ap.add_argument("--attribute", default="rotation")

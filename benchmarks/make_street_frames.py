@@ -23,6 +23,7 @@ from scenefit.engines.registry import make_engine
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path, help="folder to create (must not exist)")
     p.add_argument("--n", type=int, default=50, help="number of frames")

@@ -52,6 +52,7 @@ def refit(src: Path, dst_parent: Path, overrides: dict, task_seeds: int, progres
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src", type=Path, help="finished setting or run folder")
     ap.add_argument("dst", type=Path, help="parent folder of the copy")

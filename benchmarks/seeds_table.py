@@ -20,6 +20,7 @@ from scenefit.io import atomic_write_text
 
 
 def main() -> None:
+    """Command-line entry point: parse ``sys.argv`` as the module docstring describes and run this benchmark."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", type=Path, help="run folders of scenefit experiment mnist, one per seed")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown table to this file")
