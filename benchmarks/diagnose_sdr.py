@@ -2,6 +2,7 @@
 
     python benchmarks/diagnose_sdr.py reward-noise trans-g1 --scale quick --seed 0 --out runs/diagnose-sdr
     python benchmarks/diagnose_sdr.py run trans-g1 --scale quick --out runs/diagnose-sdr --set groups=tx+ty --set episode=sample
+    python benchmarks/diagnose_sdr.py cells trans-g1 --scale quick --out runs/diagnose-sdr
     python benchmarks/diagnose_sdr.py plot runs/diagnose-sdr/run-*.json --out runs/diagnose-sdr/curves.png
 
 The setting is a preset (``trans-g1``...) with the scale's overlay (``scenefit.experiments.mnist.setting_config``;
@@ -12,7 +13,8 @@ with the ``task`` recipe and seed ``seed + 6``, scored on the validation split) 
 
 reward-noise  scores episodes of ``episode_size`` images (``SDRConfig.at_scale(scale)`` with ``--set``), each ``--reps``
               times with other render seeds (the same seeds for every action): the bins holding the targets' mode
-              (the heaviest component's means), each single-attribute neighbour of it, the initial scenes' centre
+              (the heaviest component's means), each single-attribute neighbour of it, the mode turned half a
+              turn in each periodic attribute (a 180° flip of rotation), the initial scenes' centre
               bins and ``--random`` random actions; then episodes of other draws: the targets' true attributes (the
               upper bound of any episode), the initial scenes and a uniform per-image draw (``episode=sample`` at
               its start). Prints a table and the ratio of the mode-vs-best-neighbour gap to the reward noise;
@@ -25,6 +27,9 @@ run           fits SDR (``SDRConfig.at_scale(scale)`` with ``--set``: e.g. ``gro
               With ``--from-experiment`` SDR starts from the run config's ``baselines.sdr`` (the scale overlay's, which
               the experiment table ran; at paper scale it equals ``SDRConfig.at_scale("paper")``); with no ``--set``
               and no ``--cfg`` the run then repeats the table's SDR row (same seeds, same set, same recipe).
+cells         scores on T a task net trained (as ``run`` does) on each set SDR's bins can hold: the mode's cell alone,
+              bins drawn per image from the targets' marginal and joint bin histograms, and the targets' true
+              attributes; the ceiling of the search (``OUT/cells-<setting>-<scale>-seed<k>-<overrides>.json``).
 plot          draws the reward (running mean over 10 updates) and the policy entropy per update of run JSONs into one
               PNG, one line per run named by its overrides and test accuracy.
 """
@@ -54,7 +59,6 @@ from scenefit.models import SEED
 from scenefit.pipeline import Pipeline
 from scenefit.scenarios import Mixture
 from scenefit.seeding import draw_seeds
-
 
 
 def parse_sdr_sets(items: list[str]) -> dict:
@@ -125,6 +129,10 @@ def actions_to_score(s: Setup, random_actions: int) -> list[tuple[str, torch.Ten
                 b[j] %= n
             if 0 <= b[j] < n:
                 actions.append((f"mode {space.names[col]}{d:+d}", b))
+        if space.attributes[col].periodic:
+            b = mode.clone()
+            b[j] = (b[j] + n // 2) % n
+            actions.append((f"{space.names[col]} half a turn from the mode", b))
     actions.append(("initial centre", bins_of(space, s.pipe.res.initial_centre()[None], cols, n)[0]))
     g = torch.Generator().manual_seed(stable_seed(s.cfg.seed, "diagnose-sdr", "random actions"))
     actions += [(f"random {i}", torch.randint(n, (len(cols),), generator=g)) for i in range(random_actions)]
@@ -248,6 +256,50 @@ def run(args: argparse.Namespace) -> dict:
     return record
 
 
+def cells(args: argparse.Namespace) -> dict:
+    """Score on T a task net trained on each set SDR's bins can hold: the ceiling of its search space.
+
+    Sets of ``n_targets × export.per_target`` rows, rendered at full resolution and trained with the ``task`` recipe
+    as ``run`` does: the mode's cell alone (a policy that settled on one cell), each image's bins drawn from the
+    targets' marginal bin histograms (the best policy of independent factors), from their joint bin histogram
+    (the best joint policy), and the targets' true attributes (no bins). Bins hold values uniformly, as in SDR."""
+    s = build(args)
+    res, cfg, t0 = s.pipe.res, s.cfg, time.time()
+    space, nb, targets, test = res.fit_engine.space, s.sdr.bins, s.pipe.problem.targets, s.pipe.problem.test
+    cols = learned_columns(space, s.sdr.attributes, "sdr")
+    true_bins = bins_of(space, targets.attrs, cols, nb)
+    mode = actions_to_score(s, 0)[0][1]
+    n = s.pipe.models.n_initial
+
+    def pick(g: torch.Generator) -> torch.Tensor:
+        return torch.randint(true_bins.shape[0], (n,), generator=g)
+
+    draws = {
+        "mode cell": lambda g: mode.expand(n, len(cols)),
+        "targets' marginal bin histograms": lambda g: torch.stack([true_bins[pick(g), j] for j in range(len(cols))], 1),
+        "targets' joint bin histogram": lambda g: true_bins[pick(g)],
+    }
+    rows = []
+    for name, draw in [*draws.items(), ("targets' true attributes", None)]:
+        g = torch.Generator().manual_seed(stable_seed(cfg.seed, "diagnose-sdr", "cells"))
+        attrs = targets.attrs[pick(g)] if draw is None else bin_rows(space, res.sample_initial, cols, draw(g), nb, g)
+        out = render_rows(res.engine, attrs, draw_seeds(n, torch.Generator().manual_seed(stable_seed(cfg.seed, "sdr") + 1)))
+        net = res.task_cls.train_net(out["image"], out["label"], res.engine.labels, cfg.task, cfg.seed + SEED["task"],
+                                     cfg.device, args.progress, f"task net ({name})")
+        score = net.score(test.image, test.label)
+        rows.append({"set": name, "test": score, "attrs": {space.names[c]: [float(attrs[:, c].mean()), float(attrs[:, c].std())]
+                                                           for c in cols}})
+        print(f"  {name}: test {score['metric']} {score['score']:.3f} ({time.time() - t0:.0f}s)", flush=True)
+    record = {"setting": args.setting, "scale": args.scale, "seed": args.seed, "overrides": args.set, "cfg_overrides": args.cfg,
+              "bins": nb, "mode_cell": describe_bins(s, mode), "images": n, "rows": rows, "seconds": time.time() - t0}
+    write_json(Path(args.out) / f"cells-{s.name}-{slug(args.set)}.json", record)
+    print(f"\n{s.name}: {n} images per set, bins {nb}, mode cell {record['mode_cell']}")
+    print("| set | test accuracy |\n| --- | --- |")
+    for r in rows:
+        print(f"| {r['set']} | {r['test']['score']:.3f} |")
+    return record
+
+
 def running_mean(values: list[float], window: int = 10) -> list[float]:
     """Trailing mean over ``window`` values (shorter at the start)."""
     return [sum(values[max(0, i - window + 1): i + 1]) / (i + 1 - max(0, i - window + 1)) for i in range(len(values))]
@@ -283,7 +335,7 @@ def main() -> None:
     """Parse the command line and run one subcommand."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    for name, fn in (("reward-noise", reward_noise), ("run", run)):
+    for name, fn in (("reward-noise", reward_noise), ("run", run), ("cells", cells)):
         q = sub.add_parser(name, help=fn.__doc__)
         q.add_argument("setting", help="an MNIST setting preset, e.g. trans-g1")
         q.add_argument("--scale", default="quick", choices=("tiny", "quick", "paper"))
