@@ -9,7 +9,8 @@ Attribute Descent, SDR) it prints the set features it compared (``probe`` or F's
 circular mean and standard deviation of rotation and the mean and standard deviation of tx and ty of its learned
 rows beside the targets' and the initial scenes', the mean within-class standard deviation of tx and ty (near 0
 when every digit class sits at one position of its own), and the first and last tenth of its fit curve (Meta-Sim's
-MMD², Attribute Descent's FID, SDR's reward), averaged.
+MMD², Attribute Descent's FID, SDR's reward), averaged, and how its (tx, ty) positions and the targets' cover each
+other (median nearest-neighbour distances both ways; share of rows within 3 px of a target of the same class).
 """
 
 from __future__ import annotations
@@ -62,6 +63,24 @@ def class_spread(space: AttributeSpace, attrs: torch.Tensor) -> str:
     return "; within-class std " + ", ".join(out) + " px"
 
 
+def coverage(space: AttributeSpace, rows: torch.Tensor, targets: torch.Tensor) -> str:
+    """How the set's (tx, ty) positions and the targets' cover each other: the median distance (px) from a row to
+    its nearest target and from a target to its nearest row (a set bunched on part of the targets' support shows
+    a large second figure), and the share of rows of each digit class within 3 px of a target of that class."""
+    if "tx" not in space.names or "ty" not in space.names:
+        return ""
+    cols = [space.index("tx"), space.index("ty")]
+    a, b = rows[:, cols].double(), targets[:, cols].double()
+    d = torch.cdist(a, b)
+    out = f"; position: row→target median {float(d.min(1).values.median()):.2f} px, target→row {float(d.min(0).values.median()):.2f} px"
+    if "digit" in space.names:
+        ca, cb = (x[:, space.index("digit")].round().long() for x in (rows, targets))
+        same = ca[:, None] == cb[None, :]
+        near = (d.masked_fill(~same, float("inf")).min(1).values <= 3.0).double().mean()
+        out += f", {100 * float(near):.0f}% of rows within 3 px of a target of their class"
+    return out
+
+
 def report(folder: Path) -> None:
     """Print the comparison for one setting folder."""
     cfg = replace(load_saved_config(folder / "config.yaml"), device="cpu")
@@ -85,8 +104,8 @@ def report(folder: Path) -> None:
         tenth = max(1, len(curve) // 10)
         ends = (f"{info['report']['curve_metric']} first tenth {sum(curve[:tenth]) / tenth:.4g}, last tenth "
                 f"{sum(curve[-tenth:]) / tenth:.4g} ({len(curve)} points)" if curve else "no curve")
-        print(f"  {m:17s}{acc} on {info.get('feature_layer', '?'):6s} {summary(space, rows)}{class_spread(space, rows)}; {ends}; "
-              f"{info['seconds']:.0f} s{stale}")
+        print(f"  {m:17s}{acc} on {info.get('feature_layer', '?'):6s} {summary(space, rows)}{class_spread(space, rows)}"
+              f"{coverage(space, rows, pipe.problem.targets.attrs)}; {ends}; {info['seconds']:.0f} s{stale}")
     pipe.res.close()
 
 
