@@ -224,6 +224,16 @@ def no_features(images: torch.Tensor) -> torch.Tensor:
     raise RuntimeError("SDR should not read features")
 
 
+def score_set(s: Setup, attrs: torch.Tensor, progress: bool, name: str) -> dict:
+    """Render (N, D) ``attrs`` at full resolution (the SDR row's render seeds), train the task net on them with the
+    ``task`` recipe and seed, and return its score on T (``{"metric", "score"}``)."""
+    res, cfg, n = s.pipe.res, s.cfg, attrs.shape[0]
+    out = render_rows(res.engine, attrs, draw_seeds(n, torch.Generator().manual_seed(stable_seed(cfg.seed, "sdr") + 1)))
+    net = res.task_cls.train_net(out["image"], out["label"], res.engine.labels, cfg.task, cfg.seed + SEED["task"], cfg.device,
+                                 progress, f"task net ({name})")
+    return net.score(s.pipe.problem.test.image, s.pipe.problem.test.label)
+
+
 def run(args: argparse.Namespace) -> dict:
     """Fit SDR, score a task net trained on its sampled set on T; write and return the JSON record."""
     s = build(args)
@@ -233,12 +243,9 @@ def run(args: argparse.Namespace) -> dict:
     g = torch.Generator().manual_seed(stable_seed(cfg.seed, "sdr"))
     report = method.fit(fe, res.sample_initial, at_resolution(targets.image, (fe.height, fe.width))[0], no_features, g, args.progress,
                         s.validation, lambda x, y, vx, vy: s.score(x, y))
-    n = s.pipe.models.n_initial
-    attrs = method.sample(n, g)
-    out = render_rows(res.engine, attrs, draw_seeds(n, torch.Generator().manual_seed(stable_seed(cfg.seed, "sdr") + 1)))
-    net = res.task_cls.train_net(out["image"], out["label"], res.engine.labels, cfg.task, cfg.seed + SEED["task"], cfg.device,
-                                 args.progress, "task net (sdr)")
-    test_score = net.score(test.image, test.label)
+    attrs = method.sample(s.pipe.models.n_initial, g)
+    test_score = score_set(s, attrs, args.progress, "sdr")
+    n = attrs.shape[0]
     space = res.engine.space
     stats = {space.names[c]: {"sdr_mean": float(attrs[:, c].mean()), "sdr_std": float(attrs[:, c].std()),
                               "target_mean": float(targets.attrs[:, c].mean()), "target_std": float(targets.attrs[:, c].std())}
@@ -265,7 +272,7 @@ def cells(args: argparse.Namespace) -> dict:
     (the best joint policy), and the targets' true attributes (no bins). Bins hold values uniformly, as in SDR."""
     s = build(args)
     res, cfg, t0 = s.pipe.res, s.cfg, time.time()
-    space, nb, targets, test = res.fit_engine.space, s.sdr.bins, s.pipe.problem.targets, s.pipe.problem.test
+    space, nb, targets = res.fit_engine.space, s.sdr.bins, s.pipe.problem.targets
     cols = learned_columns(space, s.sdr.attributes, "sdr")
     true_bins = bins_of(space, targets.attrs, cols, nb)
     mode = actions_to_score(s, 0)[0][1]
@@ -283,10 +290,7 @@ def cells(args: argparse.Namespace) -> dict:
     for name, draw in [*draws.items(), ("targets' true attributes", None)]:
         g = torch.Generator().manual_seed(stable_seed(cfg.seed, "diagnose-sdr", "cells"))
         attrs = targets.attrs[pick(g)] if draw is None else bin_rows(space, res.sample_initial, cols, draw(g), nb, g)
-        out = render_rows(res.engine, attrs, draw_seeds(n, torch.Generator().manual_seed(stable_seed(cfg.seed, "sdr") + 1)))
-        net = res.task_cls.train_net(out["image"], out["label"], res.engine.labels, cfg.task, cfg.seed + SEED["task"],
-                                     cfg.device, args.progress, f"task net ({name})")
-        score = net.score(test.image, test.label)
+        score = score_set(s, attrs, args.progress, name)
         rows.append({"set": name, "test": score, "attrs": {space.names[c]: [float(attrs[:, c].mean()), float(attrs[:, c].std())]
                                                            for c in cols}})
         print(f"  {name}: test {score['metric']} {score['score']:.3f} ({time.time() - t0:.0f}s)", flush=True)
