@@ -10,7 +10,9 @@ circular mean and standard deviation of rotation and the mean and standard devia
 rows beside the targets' and the initial scenes', the mean within-class standard deviation of tx and ty (near 0
 when every digit class sits at one position of its own), and the first and last tenth of its fit curve (Meta-Sim's
 MMD², Attribute Descent's FID, SDR's reward), averaged, and how its (tx, ty) positions and the targets' cover each
-other (median nearest-neighbour distances both ways; share of rows within 3 px of a target of the same class).
+other (median nearest-neighbour distances both ways; share of rows within 3 px of a target of the same class), and,
+when the targets are a mixture of several modes, the share of targets and of rows each mode holds (a row belongs
+to the mode of highest likelihood) and which (digit class, mode) pairs the targets fill and the rows leave empty.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from scenefit.configio import load_saved_config
 from scenefit.io import load_tensors, read_json
 from scenefit.methods import baseline_key
 from scenefit.pipeline import Pipeline
+from scenefit.scenarios import Mixture
 
 METHODS = ("metasim", "attribute-descent", "sdr")
 
@@ -81,6 +84,49 @@ def coverage(space: AttributeSpace, rows: torch.Tensor, targets: torch.Tensor) -
     return out
 
 
+def assign_modes(space: AttributeSpace, mixture: Mixture, attrs: torch.Tensor) -> torch.Tensor:
+    """(N,) index of the mixture component of highest likelihood for each of the (N, D) rows, over the continuous
+    attributes the components give a spread (periodic differences wrapped to the shortest arc; weights included)."""
+    logp = torch.log(mixture.weights.double())[None, :].repeat(len(attrs), 1)
+    for a in space:
+        if a.categorical or not any(a.name in c.attrs for c in mixture.components):
+            continue
+        v = attrs[:, space.index(a.name)].double()
+        for k in range(len(mixture.components)):
+            g = mixture.gaussian(k, a.name)
+            d = v - g.mean
+            if a.periodic:
+                d = torch.remainder(d + a.span / 2, a.span) - a.span / 2
+            std = max(g.std, 1e-6)
+            logp[:, k] += -0.5 * (d / std) ** 2 - math.log(std)
+    return logp.argmax(1)
+
+
+def modes(space: AttributeSpace, mixture: Mixture | None, rows: torch.Tensor, targets: torch.Tensor) -> str:
+    """Share of targets and of rows in each mode of a multi-mode target mixture (``mode k targets% / rows%``), and the
+    (digit class, mode) pairs that hold 5% or more of a class's targets but under 1% of its rows."""
+    if mixture is None or len(mixture.components) < 2:
+        return ""
+    mr, mt = assign_modes(space, mixture, rows), assign_modes(space, mixture, targets)
+    k = len(mixture.components)
+    share = ", ".join(f"{j}: {100 * float((mt == j).double().mean()):.0f} / {100 * float((mr == j).double().mean()):.0f}"
+                      for j in range(k))
+    out = f"\n      mode: targets % / rows % {share}"
+    if "digit" in space.names:
+        ca, cb = (x[:, space.index("digit")].round().long() for x in (rows, targets))
+        missed = []
+        for c in cb.unique().tolist():
+            for j in range(k):
+                t = float((mt[cb == c] == j).double().mean())
+                r = float((mr[ca == c] == j).double().mean()) if int((ca == c).sum()) else 0.0
+                if t >= 0.05 and r < 0.01:
+                    missed.append(f"{c}:{j}")
+        filled = sum(1 for c in cb.unique().tolist() for j in range(k) if float((mt[cb == c] == j).double().mean()) >= 0.05)
+        out += f"; (class:mode) pairs the targets fill and the rows miss: {len(missed)} of {filled}"
+        out += f" ({' '.join(missed)})" if missed else ""
+    return out
+
+
 def report(folder: Path) -> None:
     """Print the comparison for one setting folder."""
     cfg = replace(load_saved_config(folder / "config.yaml"), device="cpu")
@@ -91,6 +137,11 @@ def report(folder: Path) -> None:
     print(f"# {folder}  (baselines.features: {cfg.baselines.features})")
     print(f"  targets          {summary(space, pipe.problem.targets.attrs)}{class_spread(space, pipe.problem.targets.attrs)}")
     print(f"  initial scenes   {summary(space, pipe.models.initial_set().attrs)}")
+    mixture, targets = cfg.setting.target, pipe.problem.targets.attrs
+    if mixture is not None and len(mixture.components) > 1:
+        means = "; ".join(f"{j}: " + ", ".join(f"{n} {g.mean:.1f}" for n, g in c.attrs.items() if hasattr(g, "mean"))
+                          for j, c in enumerate(mixture.components))
+        print(f"  target modes     {means}")
     for m in METHODS:
         stage = folder / "stages" / f"baseline-{m}.json"
         if not stage.is_file():
@@ -105,7 +156,7 @@ def report(folder: Path) -> None:
         ends = (f"{info['report']['curve_metric']} first tenth {sum(curve[:tenth]) / tenth:.4g}, last tenth "
                 f"{sum(curve[-tenth:]) / tenth:.4g} ({len(curve)} points)" if curve else "no curve")
         print(f"  {m:17s}{acc} on {info.get('feature_layer', '?'):6s} {summary(space, rows)}{class_spread(space, rows)}"
-              f"{coverage(space, rows, pipe.problem.targets.attrs)}; {ends}; {info['seconds']:.0f} s{stale}")
+              f"{coverage(space, rows, targets)}; {ends}; {info['seconds']:.0f} s{stale}{modes(space, mixture, rows, targets)}")
     pipe.res.close()
 
 
