@@ -86,7 +86,7 @@ def coverage(space: AttributeSpace, rows: torch.Tensor, targets: torch.Tensor) -
 
 def assign_modes(space: AttributeSpace, mixture: Mixture, attrs: torch.Tensor) -> torch.Tensor:
     """(N,) index of the mixture component of highest likelihood for each of the (N, D) rows, over the continuous
-    attributes the components give a spread (periodic differences wrapped to the shortest arc; weights included)."""
+    attributes any component names (periodic differences wrapped to the shortest arc; mixture weights included)."""
     logp = torch.log(mixture.weights.double())[None, :].repeat(len(attrs), 1)
     for a in space:
         if a.categorical or not any(a.name in c.attrs for c in mixture.components):
