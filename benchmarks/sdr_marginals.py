@@ -7,7 +7,8 @@ SDR keeps one categorical per attribute (per ``groups`` entry), and REINFORCE mo
 reward: the mean reward of the episodes that drew a bin, over whatever the other factors drew. This reads the
 ``actions`` (bin per factor per episode) and ``rewards`` of a ``benchmarks/diagnose_sdr.py run`` JSON and prints,
 per factor and bin, the number of episodes and their mean reward ± its standard error, with the bin that holds
-the targets' mean marked ``*`` (from the run's ``final_attrs``). ``--updates A:B`` keeps updates A to B-1 (early
+the targets' mean marked ``*`` (from the run's ``final_attrs``; for a target of several modes that bin may hold
+none of them, so the split below is meant for single-mode settings). ``--updates A:B`` keeps updates A to B-1 (early
 updates, while the policy is still near uniform, show the landscape it started from). ``--others N`` keeps, for
 each factor, only the episodes in which exactly N of the *other* factors drew a bin within ``--within K`` bins of
 the targets' (default 1; circular distance for a factor whose edges span a full turn of degrees): ``--others 0``
