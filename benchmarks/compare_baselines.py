@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from scenefit.attributes import AttributeSpace
+from scenefit.attributes import AttributeSpace, wrap_angle
 from scenefit.configio import load_saved_config
 from scenefit.io import load_tensors, read_json
 from scenefit.methods import baseline_key
@@ -96,7 +96,7 @@ def assign_modes(space: AttributeSpace, mixture: Mixture, attrs: torch.Tensor) -
             g = mixture.gaussian(k, a.name)
             d = v - g.mean
             if a.periodic:
-                d = torch.remainder(d + a.span / 2, a.span) - a.span / 2
+                d = wrap_angle(d, -a.span / 2, a.span / 2)
             std = max(g.std, 1e-6)
             logp[:, k] += -0.5 * (d / std) ** 2 - math.log(std)
     return logp.argmax(1)
