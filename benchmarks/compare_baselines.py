@@ -114,14 +114,14 @@ def modes(space: AttributeSpace, mixture: Mixture | None, rows: torch.Tensor, ta
     out = f"\n      mode: targets % / rows % {share}"
     if "digit" in space.names:
         ca, cb = (x[:, space.index("digit")].round().long() for x in (rows, targets))
-        missed = []
+        missed, filled = [], 0
         for c in cb.unique().tolist():
             for j in range(k):
-                t = float((mt[cb == c] == j).double().mean())
-                r = float((mr[ca == c] == j).double().mean()) if int((ca == c).sum()) else 0.0
-                if t >= 0.05 and r < 0.01:
+                if float((mt[cb == c] == j).double().mean()) < 0.05:
+                    continue
+                filled += 1
+                if (float((mr[ca == c] == j).double().mean()) if int((ca == c).sum()) else 0.0) < 0.01:
                     missed.append(f"{c}:{j}")
-        filled = sum(1 for c in cb.unique().tolist() for j in range(k) if float((mt[cb == c] == j).double().mean()) >= 0.05)
         out += f"; (class:mode) pairs the targets fill and the rows miss: {len(missed)} of {filled}"
         out += f" ({' '.join(missed)})" if missed else ""
     return out
