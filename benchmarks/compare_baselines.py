@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from scenefit.attributes import AttributeSpace, wrap_angle
+from scenefit.attributes import AttributeSpace, circular_mean_std, wrap_angle
 from scenefit.configio import load_saved_config
 from scenefit.io import load_tensors, read_json
 from scenefit.methods import baseline_key
@@ -42,10 +42,7 @@ def summary(space: AttributeSpace, attrs: torch.Tensor) -> str:
             continue
         v = attrs[:, space.index(name)].double()
         if space[name].periodic:
-            phase = torch.deg2rad(v)
-            c, s = phase.cos().mean(), phase.sin().mean()
-            mean, r = math.degrees(math.atan2(s, c)), float(torch.hypot(c, s))
-            std = math.degrees(math.sqrt(max(-2 * math.log(max(r, 1e-12)), 0.0)))
+            mean, std = circular_mean_std(v, space[name].low, space[name].high)
             parts.append(f"{name} {mean:6.1f} ± {std:5.1f}°")
         else:
             parts.append(f"{name} {float(v.mean()):6.2f} ± {float(v.std()):5.2f} px")

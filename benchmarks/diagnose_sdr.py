@@ -46,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from scenefit.attributes import AttributeSpace
+from scenefit.attributes import AttributeSpace, circular_mean_std
 from scenefit.baselines.base import ScoreFn, learned_columns
 from scenefit.baselines.sdr import SDR, SDRConfig, bin_rows, bins_of
 from scenefit.config import RunConfig
@@ -219,6 +219,18 @@ def slug(items: list[str]) -> str:
     return re.sub(r"[^A-Za-z0-9_.+=-]", "_", "_".join(items)) or "default"
 
 
+def set_stats(space: AttributeSpace, c: int, attrs: torch.Tensor, target_attrs: torch.Tensor) -> dict:
+    """Mean and std of column ``c`` of the SDR set (N, D) and of the targets (T, D): linear, and for a periodic
+    attribute also circular (under ``"circular"``; the linear ones are wrong for a mode near the seam)."""
+    a, t = attrs[:, c].double(), target_attrs[:, c].double()
+    out = {"sdr_mean": float(a.mean()), "sdr_std": float(a.std()), "target_mean": float(t.mean()), "target_std": float(t.std())}
+    attr = space.attributes[c]
+    if attr.periodic:
+        (sm, ss), (tm, ts) = (circular_mean_std(v, attr.low, attr.high) for v in (a, t))
+        out["circular"] = {"sdr_mean": sm, "sdr_std": ss, "target_mean": tm, "target_std": ts}
+    return out
+
+
 def no_features(images: torch.Tensor) -> torch.Tensor:
     """SDR reads no features; a stand-in for ``feature_fn`` that refuses to be called."""
     raise RuntimeError("SDR should not read features")
@@ -247,9 +259,7 @@ def run(args: argparse.Namespace) -> dict:
     test_score = score_set(s, attrs, args.progress, "sdr")
     n = attrs.shape[0]
     space = res.engine.space
-    stats = {space.names[c]: {"sdr_mean": float(attrs[:, c].mean()), "sdr_std": float(attrs[:, c].std()),
-                              "target_mean": float(targets.attrs[:, c].mean()), "target_std": float(targets.attrs[:, c].std())}
-             for c in [space.index(a) for a in report["attributes"]]}
+    stats = {space.names[c]: set_stats(space, c, attrs, targets.attrs) for c in [space.index(a) for a in report["attributes"]]}
     record = {"setting": args.setting, "scale": args.scale, "seed": args.seed, "overrides": args.set, "cfg_overrides": args.cfg,
               "from_experiment": args.from_experiment, "images": n, "test": test_score, "final_attrs": stats, "report": report, "seconds": time.time() - t0}
     path = Path(args.out) / f"run-{s.name}-{'experiment-' if args.from_experiment else ''}{slug(args.set)}.json"
@@ -258,6 +268,7 @@ def run(args: argparse.Namespace) -> dict:
           f"images; final entropy {report['entropy'][-1]:.3f} nats; reward {report['curve'][0]:.3f} -> {report['curve'][-1]:.3f}; "
           f"{time.time() - t0:.0f}s -> {path}")
     for name, st in stats.items():
+        st = st.get("circular", st)
         print(f"  {name}: SDR set {st['sdr_mean']:.2f} ± {st['sdr_std']:.2f}, targets {st['target_mean']:.2f} ± {st['target_std']:.2f}; "
               f"top bin p {report['top_prob'][name][-1]:.3f}")
     return record

@@ -7,7 +7,8 @@ SDR keeps one categorical per attribute (per ``groups`` entry), and REINFORCE mo
 reward: the mean reward of the episodes that drew a bin, over whatever the other factors drew. This reads the
 ``actions`` (bin per factor per episode) and ``rewards`` of a ``benchmarks/diagnose_sdr.py run`` JSON and prints,
 per factor and bin, the number of episodes and their mean reward ± its standard error, with the bin that holds
-the targets' mean marked ``*`` (from the run's ``final_attrs``; for a target of several modes that bin may hold
+the targets' mean marked ``*`` (from the run's ``final_attrs``, circular for a periodic factor where the run
+recorded it; for a target of several modes that bin may hold
 none of them, so the split below is meant for single-mode settings). ``--updates A:B`` keeps updates A to B-1 (early
 updates, while the policy is still near uniform, show the landscape it started from). ``--others N`` keeps, for
 each factor, only the episodes in which exactly N of the *other* factors drew a bin within ``--within K`` bins of
@@ -46,7 +47,8 @@ def target_bins(d: dict) -> list[int]:
     out = []
     for name in rep["attributes"]:
         edges = rep["bin_edges"][name]
-        mean = d["final_attrs"][name]["target_mean"]
+        st = d["final_attrs"][name]
+        mean = st.get("circular", st)["target_mean"]  # circular mean where the run recorded one (periodic factors)
         out.append(int(min(max(np.searchsorted(edges, mean, side="right") - 1, 0), len(edges) - 2)))
     return out
 

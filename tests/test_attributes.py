@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from scenefit.attributes import Attribute, AttributeSpace, AttributeSpecError, wrap_angle
+from scenefit.attributes import (
+    Attribute,
+    AttributeSpace,
+    AttributeSpecError,
+    circular_mean_std,
+    wrap_angle,
+)
 
 
 def space():
@@ -91,3 +97,15 @@ def test_to_dict_from_dict_round_trip_through_json():
     assert back.index("digit") == 2 and back["digit"].num_categories == 10
     with pytest.raises(KeyError, match=r"unknown attribute 'ty'; known: \['rotation', 'tx', 'digit'\]"):
         back.index("ty")
+
+
+def test_circular_mean_std_across_the_seam():
+    # 170 and -170 deg: linear mean 0, circular mean 180; R = cos(10 deg), std = sqrt(-2 ln R) rad in degrees
+    mean, std = circular_mean_std(torch.tensor([170.0, -170.0]))
+    assert mean == pytest.approx(180.0) and std == pytest.approx(math.degrees(math.sqrt(-2 * math.log(math.cos(math.radians(10))))))
+    # identical values: their value, std 0; a period other than degrees (hours of a day)
+    assert circular_mean_std(torch.tensor([-45.0, -45.0])) == (pytest.approx(-45.0), pytest.approx(0.0, abs=1e-6))
+    assert circular_mean_std(torch.tensor([23.0, 3.0]), 0.0, 24.0)[0] == pytest.approx(1.0)
+    # small spread: circular std close to the linear (population) std
+    v = torch.tensor([40.0, 45.0, 50.0])
+    assert circular_mean_std(v)[0] == pytest.approx(45.0) and circular_mean_std(v)[1] == pytest.approx(float(v.std(unbiased=False)), rel=1e-2)

@@ -38,6 +38,7 @@ def test_marginals_means_errors_and_away(tmp_path: Path) -> None:
     a = M["marginals"](d, (0, 2), others=0, within=0)
     assert [r[0] for r in a["rotation"]] == [0, 0, 2, 0] and a["rotation"][2][1] == pytest.approx(0.2)
     assert [r[0] for r in a["tx"]] == [0, 0, 0, 1] and a["tx"][3][1] == pytest.approx(0.2)
+
     b = M["marginals"](d, (0, 2), others=1, within=0)
     assert [r[0] for r in b["rotation"]] == [1, 0, 1, 0] and b["rotation"][2][1] == pytest.approx(0.5)
     # within 1 bin, circularly: rotation bin 0 is 2 bins from 2, bin 3 is 1
@@ -46,6 +47,15 @@ def test_marginals_means_errors_and_away(tmp_path: Path) -> None:
     assert "[0, 90)* 0.300 ± 0.115 (3)" in M["table"](d, m)
     only_first = M["marginals"](d, (0, 1), None)
     assert only_first["rotation"][2][0] == 2
+
+
+def test_target_bin_from_the_circular_mean(tmp_path: Path) -> None:
+    # targets at 170 and -170 deg: the linear mean (0) lies in bin 2, the circular one (180) in the last bin
+    path = run_json(tmp_path, [[[3, 3]]], [[0.5]])
+    d = json.loads(path.read_text())
+    d["final_attrs"]["rotation"] = {"target_mean": 0.0, "circular": {"target_mean": 180.0}}
+    path.write_text(json.dumps(d))
+    assert M["target_bins"](M["load_run"](path)) == [3, 3]
 
 
 def test_refuses_files_it_cannot_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -92,6 +92,23 @@ def wrap_angle(deg: torch.Tensor, low: float = -180.0, high: float = 180.0) -> t
     return torch.where(wrapped <= low, wrapped + period, wrapped)
 
 
+def circular_mean_std(values: torch.Tensor, low: float = -180.0, high: float = 180.0) -> tuple[float, float]:
+    """Circular mean and circular standard deviation of periodic values.
+
+    Args:
+        values: (N,) values of one period ``[low, high)`` (e.g. degrees), N >= 1.
+    Returns:
+        (mean in ``(low, high]``, std) in the values' unit; std is ``sqrt(-2 ln R)`` scaled to the period, where R is
+        the mean resultant length (0 for identical values; large when the values spread round the circle).
+    """
+    period = high - low
+    phase = (values.double().reshape(-1) - low) / period * 2 * math.pi
+    c, s = float(phase.cos().mean()), float(phase.sin().mean())
+    mean = float(wrap_angle(torch.tensor(low + math.atan2(s, c) / (2 * math.pi) * period, dtype=torch.float64), low, high))
+    r = min(math.hypot(c, s), 1.0)
+    return mean, math.sqrt(max(-2.0 * math.log(max(r, 1e-12)), 0.0)) / (2 * math.pi) * period
+
+
 class AttributeSpace:
     """An ordered set of attributes with tensor helpers.
 
@@ -263,7 +280,7 @@ class AttributeSpace:
         ]
 
     @classmethod
-    def from_dict(cls, rows: list[dict]) -> "AttributeSpace":
+    def from_dict(cls, rows: list[dict]) -> AttributeSpace:
         """Inverse of :meth:`to_dict`."""
         return cls([Attribute(r["name"], r["low"], r["high"], r["unit"], r["periodic"], tuple(r["categories"]), bool(r.get("look", False)))
                     for r in rows])
